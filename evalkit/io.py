@@ -1,0 +1,75 @@
+"""Atomic file writes and TREC run files."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from evalkit.errors import DataError, problem
+from evalkit.types import DOC_ID, QUERY_ID, RANK, SCORE, rank_run
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write via ``write(tmp)`` then rename over ``path``: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(scratch)
+        with scratch.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(scratch, path)
+    finally:
+        if scratch.exists():
+            scratch.unlink()
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data: object) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write(path, lambda p: frame.to_parquet(p, index=False))
+
+
+def write_trec_run(path: Path, run: pd.DataFrame, tag: str) -> None:
+    """Write ``qid Q0 docid rank score tag`` lines in evaluation order (full float precision)."""
+    ranked = rank_run(run)
+    lines = [
+        f"{q} Q0 {d} {r} {s!r} {tag}\n"
+        for q, d, r, s in zip(
+            ranked[QUERY_ID], ranked[DOC_ID], ranked[RANK], ranked[SCORE].astype(float), strict=True
+        )
+    ]
+    write_text(path, "".join(lines))
+
+
+def read_trec_run(path: str | Path) -> pd.DataFrame:
+    """Read a TREC run file into ``query_id, doc_id, score``; errors name the line."""
+    rows = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 6:
+                raise DataError(
+                    problem(
+                        f"expected 6 fields (qid Q0 docid rank score tag), found {len(fields)}",
+                        f"{path}:{number}",
+                    )
+                )
+            try:
+                rows.append((fields[0], fields[2], float(fields[4])))
+            except ValueError:
+                raise DataError(
+                    problem(f"score '{fields[4]}' is not a number", f"{path}:{number}")
+                ) from None
+    return pd.DataFrame(rows, columns=[QUERY_ID, DOC_ID, SCORE])

@@ -1,0 +1,1 @@
+"""Loading bi-encoders and cross-encoders: pretrained, local, or cost-only random weights."""

@@ -1,0 +1,199 @@
+"""Model loading: device and dtype resolution, cost-only random weights, fingerprints.
+
+Every model, pretrained or random, is loaded through sentence-transformers from a
+directory or hub id, so the code path users take is the one tests take. A cost-only model
+(``weights=random``) is built from an architecture config shipped in
+``evalkit/models/architectures/``, saved to the cache, then loaded like any local model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from evalkit.data.download import safe_name
+from evalkit.errors import ConfigError, ModelError, problem
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURES = Path(__file__).parent / "architectures"
+WORDPIECE_VOCAB = Path(__file__).parent / "wordpiece" / "vocab.txt"
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".xml", ".pt", ".pth")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; anything else as given."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            problem(f"device '{device}' requested but no CUDA GPU is visible", fix="use device=cpu")
+        )
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    """Map a config dtype to a torch dtype: ``auto`` is fp16 on CUDA and fp32 elsewhere."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ConfigError(problem(f"unknown dtype '{dtype}'", fix=f"use one of {DTYPES}"))
+    if dtype == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+
+
+def dtype_name(torch_dtype) -> str:
+    return {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}[
+        str(torch_dtype)
+    ]
+
+
+def architecture_file(model: str) -> Path:
+    """The shipped architecture config for a hub id (``org/name`` -> ``org-name.json``)."""
+    path = ARCHITECTURES / f"{model.replace('/', '-')}.json"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in ARCHITECTURES.glob("*.json"))
+        raise ConfigError(
+            problem(
+                f"no shipped architecture for '{model}' (weights=random needs one)",
+                fix=f"use one of {shipped}, or weights=pretrained",
+            )
+        )
+    return path
+
+
+def build_random_model(model: str, kind: str, cache_dir: str | Path, seed: int = 0) -> Path:
+    """Write an architecture-identical model with random weights; return its directory.
+
+    ``kind`` is ``cross_encoder`` (one-logit sequence classifier) or ``bi_encoder`` (a
+    mean-pooled sentence-transformers model). The tokenizer is the model's own when it is
+    in the local Hugging Face cache, else bert-base-uncased WordPiece (shipped), which
+    gives English token counts close to the real ones and ids valid for every vocabulary.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    settings = json.loads(architecture_file(model).read_text())
+    name = safe_name(f"{model.replace('/', '-')}-{kind}-seed{seed}", "model name")
+    target = Path(cache_dir) / "random_models" / name
+    if (target / ".complete").is_file():
+        return target
+    import torch
+
+    config = AutoConfig.for_model(**settings, num_labels=1)
+    torch.manual_seed(seed)
+    if kind == "cross_encoder":
+        network = AutoModelForSequenceClassification.from_config(config)
+    else:
+        network = AutoModel.from_config(config)
+    scratch = target.with_name(target.name + f".tmp{os.getpid()}")
+    network.save_pretrained(scratch)
+    _random_model_tokenizer(model, settings).save_pretrained(scratch)
+    if kind == "bi_encoder":
+        _write_sentence_transformer_files(scratch, settings["hidden_size"])
+    (scratch / ".complete").write_text(json.dumps({"model": model, "seed": seed}))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        scratch.rename(target)
+    except OSError:  # another process finished first; use its copy
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _random_model_tokenizer(model: str, settings: dict):
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    try:
+        return AutoTokenizer.from_pretrained(model, local_files_only=True)
+    except Exception:
+        log.info("tokenizer of %s not cached locally; using shipped WordPiece", model)
+        return BertTokenizerFast(
+            str(WORDPIECE_VOCAB), model_max_length=min(512, settings["max_position_embeddings"])
+        )
+
+
+def _write_sentence_transformer_files(folder: Path, dimension: int) -> None:
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+        {
+            "idx": 2,
+            "name": "2",
+            "path": "2_Normalize",
+            "type": "sentence_transformers.models.Normalize",
+        },
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256}))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": dimension, "pooling_mode_mean_tokens": True})
+    )
+    (folder / "2_Normalize").mkdir()
+
+
+def resolve_model_path(
+    model: str, weights: str, kind: str, cache_dir: str | Path, seed: int = 0
+) -> str:
+    """Return what to hand to sentence-transformers: a local dir, a hub id, or a random model."""
+    if weights == "random":
+        return str(build_random_model(model, kind, cache_dir, seed))
+    if weights != "pretrained":
+        raise ConfigError(
+            problem(f"unknown weights '{weights}'", fix="use weights=pretrained or weights=random")
+        )
+    looks_local = model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 1)[-1]
+    expanded = Path(model).expanduser()
+    if expanded.exists():
+        return str(expanded)
+    if looks_local or model.count("/") > 1:
+        raise ModelError(
+            problem(
+                f"model path does not exist: {model}",
+                fix="check the path, or give a Hugging Face id such as "
+                "cross-encoder/ms-marco-MiniLM-L6-v2",
+            )
+        )
+    return model
+
+
+def fingerprint(model_path: str, revision: str | None = None) -> str:
+    """Identify model weights for caches: a content hash for local folders, else id@revision.
+
+    A changed local checkpoint (retrained, re-exported) changes its fingerprint, so caches
+    never serve stale scores; a hub model is keyed by its resolved revision.
+    """
+    folder = Path(model_path)
+    digest = hashlib.sha256()
+    if folder.is_dir():
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+        for path in files + sorted(folder.glob("*.json")):
+            digest.update(str(path.relative_to(folder)).encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 22), b""):
+                    digest.update(block)
+        return f"local:{digest.hexdigest()[:24]}"
+    resolved = revision or _cached_revision(model_path) or "unresolved"
+    return f"hub:{model_path}@{resolved}"
+
+
+def _cached_revision(model_id: str) -> str | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model_id, local_files_only=True)).name
+    except Exception:
+        return None

@@ -1,0 +1,151 @@
+"""The reranking engine: one global, deduplicated, cached stream of pairs per run.
+
+``rerank(first_stage, queries, corpus, depth, scorer)``:
+
+1. ranks the first stage by the evaluation rule and splits it at ``depth``;
+2. turns the head into (query text, document text) pairs, deduplicated by content;
+3. looks pairs up in the :class:`~evalkit.cache.PairScoreCache` and scores only the misses,
+   all queries together, longest first (the scorer buckets by length), saving scores as
+   each chunk finishes so an interrupted run loses nothing already computed;
+4. writes the head with the new scores and puts the first-stage tail below it, in its
+   first-stage order.
+
+Scores computed at depth 100 therefore serve depth 10, 20 and 50 without recomputation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from evalkit.cache import PairScoreCache, pair_key
+from evalkit.retrieve.base import document_texts
+from evalkit.types import DOC_ID, QUERY_ID, RANK, SCORE, rank_run
+
+DEGENERATE_FRACTION = 0.5
+
+
+@dataclass
+class RerankResult:
+    run: pd.DataFrame
+    stats: dict = field(default_factory=dict)
+
+
+def merge_head_and_tail(head: pd.DataFrame, tail: pd.DataFrame) -> pd.DataFrame:
+    """Place each query's tail below its reranked head, keeping the tail's own order.
+
+    Tail scores are shifted to ``min(head) - 1 - (max(tail) - score)``: every tail
+    document ranks below every head document, ties and gaps inside the tail are kept, so
+    the evaluation rule reproduces the first-stage tail order exactly.
+    """
+    if tail.empty:
+        return head.loc[:, [QUERY_ID, DOC_ID, SCORE]].reset_index(drop=True)
+    head_min = head.groupby(QUERY_ID)[SCORE].min()
+    tail_max = tail.groupby(QUERY_ID)[SCORE].max()
+    shifted = tail[QUERY_ID].map(head_min) - 1.0 - (tail[QUERY_ID].map(tail_max) - tail[SCORE])
+    new_tail = tail.assign(**{SCORE: shifted.to_numpy()})
+    return pd.concat(
+        [head.loc[:, [QUERY_ID, DOC_ID, SCORE]], new_tail.loc[:, [QUERY_ID, DOC_ID, SCORE]]],
+        ignore_index=True,
+    )
+
+
+def degenerate_stats(head: pd.DataFrame) -> dict:
+    """How often the reranker could not tell candidates apart (constant or tied scores)."""
+    sizes = head.groupby(QUERY_ID)[SCORE].size()
+    distinct = head.groupby(QUERY_ID)[SCORE].nunique()
+    multi = sizes[sizes > 1].index
+    constant = int((distinct[multi] == 1).sum())
+    ordered = head.sort_values([QUERY_ID, SCORE])
+    same_query = ordered[QUERY_ID].to_numpy()[1:] == ordered[QUERY_ID].to_numpy()[:-1]
+    equal = np.diff(ordered[SCORE].to_numpy()) == 0
+    adjacent = int(same_query.sum())
+    tie_rate = float((equal & same_query).sum() / adjacent) if adjacent else 0.0
+    constant_fraction = constant / len(multi) if len(multi) else 0.0
+    return {
+        "queries_with_constant_scores": constant,
+        "constant_score_fraction": constant_fraction,
+        "tie_rate": tie_rate,
+        "degenerate": bool(
+            constant_fraction > DEGENERATE_FRACTION or tie_rate > DEGENERATE_FRACTION
+        ),
+    }
+
+
+def rerank(
+    first_stage: pd.DataFrame,
+    queries: pd.DataFrame,
+    corpus: pd.DataFrame,
+    depth: int,
+    scorer,
+    cache: PairScoreCache | None = None,
+    show_progress: bool = True,
+) -> RerankResult:
+    """Rerank the top ``depth`` candidates of each query; keep the tail below them.
+
+    Args:
+        first_stage: run ``query_id, doc_id, score``.
+        queries, corpus: frames with the texts.
+        depth: candidates rescored per query (the rest keep their first-stage order).
+        scorer: object with ``score(pairs, on_done, lengths, progress) -> float32`` and
+            ``fingerprint`` (see :mod:`evalkit.models.encoders`).
+        cache: optional pair-score cache; hits are not recomputed.
+
+    Returns:
+        :class:`RerankResult` with the reranked run and counters (pairs total / unique /
+        cached / scored, seconds, tokens, truncation, degeneracy).
+    """
+    ranked = rank_run(first_stage)
+    head = ranked[ranked[RANK] <= depth]
+    tail = ranked[ranked[RANK] > depth]
+    query_text = dict(zip(queries[QUERY_ID].astype(str), queries["text"].astype(str), strict=True))
+    doc_text = dict(zip(corpus[DOC_ID].astype(str), document_texts(corpus), strict=True))
+    pairs = list(zip(head[QUERY_ID].map(query_text), head[DOC_ID].map(doc_text), strict=True))
+    keys = [pair_key(q, d) for q, d in pairs]
+    unique: dict[bytes, int] = {}
+    for index, key in enumerate(keys):
+        unique.setdefault(key, index)
+    unique_keys = list(unique)
+    known = cache.get_many(scorer.fingerprint, unique_keys) if cache is not None else {}
+    misses = [key for key in unique_keys if key not in known]
+    miss_pairs = [pairs[unique[key]] for key in misses]
+
+    stats: dict = {
+        "pairs_total": len(pairs),
+        "pairs_unique": len(unique_keys),
+        "pairs_cached": len(unique_keys) - len(misses),
+        "pairs_scored": len(misses),
+        "max_length": scorer.max_length,
+    }
+    started = time.perf_counter_ns()
+    lengths = scorer.token_lengths(miss_pairs) if miss_pairs else np.zeros(0)
+    with tqdm(
+        total=len(miss_pairs),
+        desc="rerank",
+        unit="pair",
+        disable=not show_progress or not miss_pairs,
+    ) as bar:
+
+        def persist(indices, values):
+            if cache is not None:
+                cache.put_many(
+                    scorer.fingerprint,
+                    ((misses[i], float(v)) for i, v in zip(indices, values, strict=True)),
+                )
+
+        scores = scorer.score(miss_pairs, on_done=persist, lengths=lengths, progress=bar.update)
+    elapsed = (time.perf_counter_ns() - started) / 1e9
+    known.update(zip(misses, (float(s) for s in scores), strict=True))
+    stats["seconds_scoring"] = elapsed
+    stats["pairs_per_second"] = len(misses) / elapsed if misses and elapsed > 0 else None
+    if len(lengths) and scorer.max_length:
+        stats["mean_tokens_per_pair"] = float(np.minimum(lengths, scorer.max_length).mean())
+        stats["truncated_pairs"] = int((lengths > scorer.max_length).sum())
+
+    new_head = head.assign(**{SCORE: np.array([known[k] for k in keys], dtype=np.float64)})
+    stats.update(degenerate_stats(new_head))
+    return RerankResult(run=merge_head_and_tail(new_head, tail), stats=stats)

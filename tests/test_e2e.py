@@ -1,0 +1,164 @@
+"""End to end on Cranfield through the real CLI and the runner: result folder contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from evalkit.io import read_trec_run
+from evalkit.measures import DEFAULT_MEASURES
+from evalkit.runner import run_experiment
+from tests.conftest import compose, cranfield_overrides
+from tests.test_measures import pytrec_reference
+
+RESULT_FILES = {
+    "config.yaml",
+    "metrics.json",
+    "per_query.parquet",
+    "run.first_stage.trec",
+    "run.reranked.trec",
+    "latency.json",
+    "env.json",
+    "complete.json",
+}
+
+
+def evalkit_run(*overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "from evalkit.cli import run_main; run_main()", *overrides]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr[-3000:])
+    return result
+
+
+@pytest.fixture(scope="module")
+def bm25_to_cross_encoder(tmp_path_factory, tiny_cross_encoder, session_cache):
+    folder = tmp_path_factory.mktemp("run") / "bm25-ce"
+    evalkit_run(
+        *cranfield_overrides(
+            session_cache,
+            "retriever=bm25",
+            "reranker=minilm_l6",
+            f"reranker.model={tiny_cross_encoder}",
+            "pipeline.depth=10",
+            f"hydra.run.dir={folder}",
+        )
+    )
+    return folder
+
+
+def test_cli_writes_the_result_folder_contract(bm25_to_cross_encoder):
+    assert {p.name for p in bm25_to_cross_encoder.iterdir()} >= RESULT_FILES
+    metrics = json.loads((bm25_to_cross_encoder / "metrics.json").read_text())
+    assert set(metrics["first_stage"]) == set(DEFAULT_MEASURES) == set(metrics["reranked"])
+    assert metrics["num_queries"] == 225
+    assert metrics["recall_at_depth"]["measure"] == "R@10"
+    assert metrics["contract"]["ranking"].startswith("score descending, ties broken by doc id")
+    per_query = pd.read_parquet(bm25_to_cross_encoder / "per_query.parquet")
+    assert list(per_query.columns) == ["stage", "query_id", "measure", "value"]
+    assert len(per_query) == 225 * (len(DEFAULT_MEASURES) + 1) + 225 * len(DEFAULT_MEASURES)
+    env = json.loads((bm25_to_cross_encoder / "env.json").read_text())
+    assert env["packages"]["ir-measures"] and env["hardware"]["cpu_count"]
+
+
+def test_metrics_json_matches_pytrec_eval_on_its_own_run_files(bm25_to_cross_encoder, cranfield):
+    metrics = json.loads((bm25_to_cross_encoder / "metrics.json").read_text())
+    for stage in ("first_stage", "reranked"):
+        run = read_trec_run(bm25_to_cross_encoder / f"run.{stage}.trec")
+        reference = pytrec_reference(run, cranfield.qrels)
+        for name in DEFAULT_MEASURES:
+            assert metrics[stage][name] == pytest.approx(reference[name], abs=1e-9), (stage, name)
+
+
+def test_trec_files_are_ranked_and_keep_the_tail(bm25_to_cross_encoder):
+    lines = (bm25_to_cross_encoder / "run.reranked.trec").read_text().splitlines()
+    fields = [line.split() for line in lines]
+    assert all(len(f) == 6 and f[1] == "Q0" for f in fields)
+    first_query = [f for f in fields if f[0] == fields[0][0]]
+    assert [int(f[3]) for f in first_query] == list(range(1, len(first_query) + 1))
+    scores = [float(f[4]) for f in first_query]
+    assert scores == sorted(scores, reverse=True)
+    first = read_trec_run(bm25_to_cross_encoder / "run.first_stage.trec")
+    reranked = read_trec_run(bm25_to_cross_encoder / "run.reranked.trec")
+    assert len(first) == len(reranked) > 225 * 10  # tail below depth kept
+
+
+def test_latency_json_reports_online_and_offline(bm25_to_cross_encoder):
+    latency = json.loads((bm25_to_cross_encoder / "latency.json").read_text())
+    online = latency["online"]
+    for stage in ("first_stage", "rerank", "total"):
+        assert {"p50_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms", "qps"} <= set(online[stage])
+    conditions = online["conditions"]
+    assert conditions["sample_queries"] == 5 and conditions["warmup_queries"] == 1
+    assert conditions["max_length"] == 512 and conditions["pairs_measured"] == 50
+    assert latency["offline"]["rerank_pairs_per_second"] > 0
+
+
+def test_rerun_of_a_complete_folder_is_skipped(
+    bm25_to_cross_encoder, tiny_cross_encoder, session_cache
+):
+    before = (bm25_to_cross_encoder / "metrics.json").stat().st_mtime_ns
+    evalkit_run(
+        *cranfield_overrides(
+            session_cache,
+            "retriever=bm25",
+            "reranker=minilm_l6",
+            f"reranker.model={tiny_cross_encoder}",
+            "pipeline.depth=10",
+            f"hydra.run.dir={bm25_to_cross_encoder}",
+        )
+    )
+    assert (bm25_to_cross_encoder / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_user_errors_are_one_line_with_nonzero_exit(tmp_path):
+    result = evalkit_run(
+        "dataset=local",
+        f"dataset.path={tmp_path}/nowhere",
+        f"hydra.run.dir={tmp_path}/out",
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "evalkit: error: dataset folder does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_dense_minilm_to_cross_encoder(
+    tmp_path, minilm_path, tiny_cross_encoder, session_cache, cranfield
+):
+    cfg = compose(
+        cranfield_overrides(
+            session_cache,
+            "retriever=minilm",
+            f"retriever.model={minilm_path}",
+            "reranker=minilm_l6",
+            f"reranker.model={tiny_cross_encoder}",
+            "pipeline.depth=20",
+        )
+    )
+    metrics = run_experiment(cfg, tmp_path / "dense")
+    assert metrics["first_stage"]["nDCG@10"] == pytest.approx(0.3819, abs=0.01)
+    assert set(read_trec_run(tmp_path / "dense" / "run.reranked.trec").doc_id) <= set(
+        cranfield.corpus.doc_id
+    )
+
+
+def test_biencoder_second_stage_rescores_bm25_candidates(tmp_path, minilm_path, session_cache):
+    cfg = compose(
+        cranfield_overrides(
+            session_cache,
+            "reranker=biencoder",
+            f"reranker.model={minilm_path}",
+            "pipeline.depth=100",
+            "latency.enabled=false",
+        )
+    )
+    metrics = run_experiment(cfg, tmp_path / "bi")
+    # MiniLM re-scoring BM25's top 100 beats BM25 alone on Cranfield
+    assert metrics["reranked"]["nDCG@10"] > metrics["first_stage"]["nDCG@10"]
+    assert metrics["quality_meaningful"] is True

@@ -1,0 +1,190 @@
+"""The reranking engine: candidate preservation, raw logits, cache reuse, OOM back-off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evalkit.cache import PairScoreCache
+from evalkit.models.encoders import run_with_backoff
+from evalkit.rerank.engine import merge_head_and_tail, rerank
+from evalkit.retrieve.bm25 import BM25Retriever
+from evalkit.types import rank_run
+
+
+@pytest.fixture(scope="module")
+def first_stage(cranfield):
+    bm25 = BM25Retriever(show_progress=False)
+    bm25.index(cranfield.corpus)
+    queries = cranfield.queries[cranfield.queries.query_id.isin([str(i) for i in range(1, 31)])]
+    return queries, bm25.search(queries, k=50)
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_cross_encoder):
+    from sentence_transformers import CrossEncoder
+
+    from evalkit.models.encoders import CrossEncoderScorer
+
+    model = CrossEncoder(tiny_cross_encoder, max_length=128, device="cpu")
+    return CrossEncoderScorer(model, batch_size=16, fingerprint="tiny", show_progress=False)
+
+
+class CountingScorer:
+    """Wraps a scorer and counts the pairs it is asked to score."""
+
+    def __init__(self, inner, fingerprint="tiny"):
+        self.inner, self.fingerprint, self.scored = inner, fingerprint, 0
+        self.max_length = inner.max_length
+
+    def token_lengths(self, pairs):
+        return self.inner.token_lengths(pairs)
+
+    def score(self, pairs, **kwargs):
+        self.scored += len(pairs)
+        return self.inner.score(pairs, **kwargs)
+
+
+def test_reranked_run_reorders_only_within_depth(cranfield, first_stage, scorer):
+    queries, run = first_stage
+    result = rerank(run, queries, cranfield.corpus, depth=10, scorer=scorer, show_progress=False)
+    before, after = rank_run(run), rank_run(result.run)
+    for query_id in queries.query_id:
+        b = before[before.query_id == query_id]
+        a = after[after.query_id == query_id]
+        assert set(a.doc_id) == set(b.doc_id)  # exactly the first-stage candidates
+        assert set(a.doc_id[:10]) == set(b.doc_id[:10])  # head re-ordered within the depth
+        assert a.doc_id[10:].tolist() == b.doc_id[10:].tolist()  # tail unchanged
+    assert result.stats["pairs_total"] == 300
+    assert not result.stats["degenerate"]
+
+
+def test_scores_are_raw_fp32_logits_not_sigmoid(cranfield, first_stage, scorer, tiny_cross_encoder):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    queries, run = first_stage
+    result = rerank(run, queries, cranfield.corpus, depth=3, scorer=scorer, show_progress=False)
+    head = rank_run(result.run).groupby("query_id").head(3)
+    top = head.iloc[0]
+    query = queries.set_index("query_id").loc[top.query_id, "text"]
+    doc = cranfield.corpus.set_index("doc_id").loc[top.doc_id]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_cross_encoder)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_cross_encoder).eval()
+    features = tokenizer(
+        query,
+        f"{doc.title} {doc.text}".strip(),
+        truncation=True,
+        max_length=128,
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        logit = model(**features).logits[0, 0].item()
+    assert top.score == pytest.approx(logit, abs=1e-5)
+
+
+def test_merge_keeps_tail_order_with_ties_below_the_head():
+    head = pd.DataFrame({"query_id": ["q"] * 2, "doc_id": ["a", "b"], "score": [-5.0, -7.0]})
+    tail = pd.DataFrame(
+        {"query_id": ["q"] * 3, "doc_id": ["c", "d", "e"], "score": [900.0, 900.0, 100.0]}
+    )
+    merged = rank_run(merge_head_and_tail(head, tail))
+    # tail: c and d tie (trec_eval order: d before c), then e
+    assert merged.doc_id.tolist() == ["a", "b", "d", "c", "e"]
+
+
+def test_cache_serves_shallower_depths_and_identical_rankings(
+    cranfield, first_stage, scorer, tmp_path
+):
+    queries, run = first_stage
+    cache = PairScoreCache(tmp_path / "scores.sqlite")
+    counting = CountingScorer(scorer)
+    deep = rerank(run, queries, cranfield.corpus, 20, counting, cache=cache, show_progress=False)
+    scored_deep = counting.scored
+    shallow = rerank(run, queries, cranfield.corpus, 10, counting, cache=cache, show_progress=False)
+    assert scored_deep == deep.stats["pairs_unique"] and counting.scored == scored_deep
+    assert shallow.stats["pairs_cached"] == shallow.stats["pairs_unique"]
+    fresh = rerank(run, queries, cranfield.corpus, 10, scorer, show_progress=False)
+    pd.testing.assert_frame_equal(rank_run(shallow.run), rank_run(fresh.run))
+
+
+def test_cache_misses_on_changed_text_model_or_max_length(cranfield, first_stage, scorer, tmp_path):
+    queries, run = first_stage
+    cache = PairScoreCache(tmp_path / "scores.sqlite")
+    rerank(
+        run, queries, cranfield.corpus, 5, CountingScorer(scorer), cache=cache, show_progress=False
+    )
+    edited = cranfield.corpus.copy()
+    top_doc = rank_run(run).iloc[0].doc_id
+    edited.loc[edited.doc_id == top_doc, "text"] += " revised"
+    changed_text = CountingScorer(scorer)
+    rerank(run, queries, edited, 5, changed_text, cache=cache, show_progress=False)
+    assert (
+        changed_text.scored == (rank_run(run).groupby("query_id").head(5).doc_id == top_doc).sum()
+    )
+    for fingerprint in ("tiny-other-revision", "tiny|max_length=64"):
+        other = CountingScorer(scorer, fingerprint=fingerprint)
+        rerank(run, queries, cranfield.corpus, 5, other, cache=cache, show_progress=False)
+        assert other.scored == 150
+
+
+def test_max_length_changes_the_fingerprint(tiny_cross_encoder, session_cache):
+    from evalkit.config import build_scorer, validate
+    from tests.conftest import compose
+
+    prints = set()
+    for length in (64, 128):
+        config = validate(
+            compose(
+                [
+                    f"reranker.model={tiny_cross_encoder}",
+                    f"reranker.max_length={length}",
+                    f"cache.dir={session_cache}",
+                    "reranker.device=cpu",
+                ]
+            )
+        )
+        prints.add(build_scorer(config).fingerprint)
+    assert len(prints) == 2
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_finished_work():
+    calls, saved = [], []
+
+    def compute(chunk, batch_size):
+        calls.append(batch_size)
+        if batch_size > 4:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return np.asarray(chunk, dtype=np.float32) * 2
+
+    values = run_with_backoff(
+        list(range(100)), 16, compute, on_done=lambda start, v: saved.append((start, len(v)))
+    )
+    assert values.tolist() == [2.0 * i for i in range(100)]
+    assert calls[:3] == [16, 8, 4]
+    assert sum(n for _, n in saved) == 100
+
+
+def test_other_runtime_errors_are_not_swallowed():
+    def compute(chunk, batch_size):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match=r"shape mismatch"):
+        run_with_backoff([1, 2, 3], 2, compute)
+
+
+def test_constant_scorer_is_flagged_degenerate(cranfield, first_stage):
+    class Constant:
+        fingerprint, max_length = "constant", None
+
+        def token_lengths(self, pairs):
+            return np.zeros(len(pairs), dtype=np.int64)
+
+        def score(self, pairs, **kwargs):
+            return np.zeros(len(pairs), dtype=np.float32)
+
+    queries, run = first_stage
+    result = rerank(run, queries, cranfield.corpus, 10, Constant(), show_progress=False)
+    assert result.stats["degenerate"] is True
+    assert result.stats["constant_score_fraction"] == 1.0
