@@ -104,6 +104,7 @@ def decide_main(argv: list[str] | None = None) -> None:
         help="smallest gain over the first stage worth reranking for",
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    parser.add_argument("--dataset", default=None, help="dataset to decide for (when several)")
     parser.add_argument(
         "--out", type=Path, default=None, help="JSON output (default: RESULTS_DIR/decision.json)"
     )

@@ -126,6 +126,38 @@ class Config:
 # YAML onto these dataclasses, so `reranker.max_lenght=1` fails at composition.
 ConfigStore.instance().store(name="evalkit_schema", node=Config)
 
+
+def folder_slug(text: str, limit: int = 120) -> str:
+    """A deterministic, filesystem-safe, readable folder name for a sweep job's overrides.
+
+    Path values are shortened to their last component; when anything was shortened or cut,
+    a hash of the full text keeps names unique.
+
+    Example:
+        >>> folder_slug("pipeline.depth=10,reranker=minilm_l6")
+        'pipeline.depth=10,reranker=minilm_l6'
+        >>> folder_slug("dataset.path=/data/cranfield,pipeline.depth=10")
+        'dataset.path=cranfield,pipeline.depth=10-de98ec2b'
+    """
+    import hashlib
+    import re
+
+    items = []
+    for item in text.split(",") if text else []:
+        key, _, value = item.partition("=")
+        if "/" in value:
+            value = value.rstrip("/").rsplit("/", 1)[-1]
+        items.append(f"{key}={value}" if _ else key)
+    safe = re.sub(r"[^A-Za-z0-9=,._+-]", "_", ",".join(items)) or "default"
+    if safe != text or len(safe) > limit:
+        tag = hashlib.sha256(text.encode()).hexdigest()[:8]
+        safe = f"{safe[: limit - 9]}-{tag}"
+    return safe
+
+
+if not OmegaConf.has_resolver("evalkit_slug"):
+    OmegaConf.register_new_resolver("evalkit_slug", folder_slug)
+
 CHOICES = {
     "dataset.source": ("beir", "ir_datasets", "local"),
     "dataset.on_invalid": ("warn", "error"),

@@ -170,6 +170,10 @@ def run_experiment(cfg, output_dir: str | Path) -> dict:
     per_query = pd.concat(frames, ignore_index=True)[["stage", QUERY_ID, "measure", "value"]]
     write_parquet(folder / "per_query.parquet", per_query)
     write_json(folder / "latency.json", latency)
+    if latency.get("depth_curve"):
+        from evalkit.plots import write_depth_curve
+
+        write_depth_curve(latency["depth_curve"], folder)
     write_json(folder / "env.json", environment(models))
     write_json(folder / "metrics.json", metrics)
     write_json(
@@ -212,10 +216,15 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset, runs) -> dict:
             concurrency=config.latency.concurrency,
             synchronize=sync,
         )
-        curve.append({"depth": depth, "stages": result.summary()})
+        per_query_ms = {
+            stage: group["ms"].tolist()
+            for stage, group in result.per_query.groupby("stage", sort=False)
+        }
+        curve.append({"depth": depth, "stages": result.summary(), "per_query_ms": per_query_ms})
     main = next((c for c in curve if c["depth"] == config.pipeline.depth), curve[-1])
     latency["online"] = {
         **main["stages"],
+        "per_query_ms": main["per_query_ms"],
         "conditions": latency_conditions(
             pipeline.scorer,
             pipeline.retriever,
@@ -228,5 +237,5 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset, runs) -> dict:
         "mode": "closed loop, one query at a time per worker, warm-up excluded",
     }
     if len(curve) > 1:
-        latency["depth_curve"] = curve
+        latency["depth_curve"] = [{"depth": c["depth"], "stages": c["stages"]} for c in curve]
     return latency

@@ -162,3 +162,11 @@ def test_biencoder_second_stage_rescores_bm25_candidates(tmp_path, minilm_path, 
     # MiniLM re-scoring BM25's top 100 beats BM25 alone on Cranfield
     assert metrics["reranked"]["nDCG@10"] > metrics["first_stage"]["nDCG@10"]
     assert metrics["quality_meaningful"] is True
+
+
+def test_a_folder_of_another_config_is_not_overwritten(tmp_path, session_cache):
+    folder = tmp_path / "run"
+    base = cranfield_overrides(session_cache, "reranker=none", "latency.enabled=false")
+    run_experiment(compose(base), folder)
+    with pytest.raises(Exception, match="holds a finished run of a different config"):
+        run_experiment(compose([*base, "pipeline.first_stage_k=100"]), folder)

@@ -69,18 +69,25 @@ def architecture_file(model: str) -> Path:
     return path
 
 
-def build_random_model(model: str, kind: str, cache_dir: str | Path, seed: int = 0) -> Path:
+def build_random_model(
+    model: str, kind: str, cache_dir: str | Path, seed: int = 0, shrink: dict | None = None
+) -> Path:
     """Write an architecture-identical model with random weights; return its directory.
 
     ``kind`` is ``cross_encoder`` (one-logit sequence classifier) or ``bi_encoder`` (a
-    mean-pooled sentence-transformers model). The tokenizer is the model's own when it is
+    mean-pooled sentence-transformers model). ``shrink`` overrides architecture fields
+    (tests build the same architectures at small size). The tokenizer is the model's own when it is
     in the local Hugging Face cache, else bert-base-uncased WordPiece (shipped), which
     gives English token counts close to the real ones and ids valid for every vocabulary.
     """
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-    settings = json.loads(architecture_file(model).read_text())
-    name = safe_name(f"{model.replace('/', '-')}-{kind}-seed{seed}", "model name")
+    settings = {**json.loads(architecture_file(model).read_text()), **(shrink or {})}
+    suffix = ""
+    if shrink:
+        shape = json.dumps(shrink, sort_keys=True).encode()
+        suffix = "-small" + hashlib.sha256(shape).hexdigest()[:8]
+    name = safe_name(f"{model.replace('/', '-')}-{kind}-seed{seed}{suffix}", "model name")
     target = Path(cache_dir) / "random_models" / name
     if (target / ".complete").is_file():
         return target
@@ -115,8 +122,16 @@ def _random_model_tokenizer(model: str, settings: dict):
         return AutoTokenizer.from_pretrained(model, local_files_only=True)
     except Exception:
         log.info("tokenizer of %s not cached locally; using shipped WordPiece", model)
+        # XLM-R has one token type: send no segment ids (BERT's would index past it)
+        inputs = (
+            ["input_ids", "token_type_ids", "attention_mask"]
+            if settings.get("type_vocab_size", 2) > 1
+            else ["input_ids", "attention_mask"]
+        )
         return BertTokenizerFast(
-            str(WORDPIECE_VOCAB), model_max_length=min(512, settings["max_position_embeddings"])
+            str(WORDPIECE_VOCAB),
+            model_input_names=inputs,
+            model_max_length=min(512, settings["max_position_embeddings"]),
         )
 
 

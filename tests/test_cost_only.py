@@ -1,0 +1,82 @@
+"""Cost-only (random-weight) models: all four reranker architectures build offline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evalkit.models.loading import ARCHITECTURES, build_random_model
+from tests.conftest import compose, cranfield_overrides
+
+RERANKERS = {
+    "cross-encoder/ms-marco-MiniLM-L6-v2": ("bert", 6, 384),
+    "cross-encoder/ms-marco-MiniLM-L12-v2": ("bert", 12, 384),
+    "BAAI/bge-reranker-v2-m3": ("xlm-roberta", 24, 1024),
+    "jinaai/jina-reranker-v2-base-multilingual": ("xlm-roberta", 12, 768),
+}
+SMALL = {
+    "num_hidden_layers": 1,
+    "hidden_size": 32,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
+
+
+@pytest.mark.parametrize("model", sorted(RERANKERS))
+def test_shipped_architectures_match_design(model):
+    kind, layers, hidden = RERANKERS[model]
+    settings = json.loads((ARCHITECTURES / f"{model.replace('/', '-')}.json").read_text())
+    assert (settings["model_type"], settings["num_hidden_layers"], settings["hidden_size"]) == (
+        kind,
+        layers,
+        hidden,
+    )
+
+
+@pytest.mark.parametrize("model", sorted(RERANKERS))
+def test_cost_only_reranker_builds_and_scores(model, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    from evalkit.models.encoders import CrossEncoderScorer
+
+    folder = build_random_model(model, "cross_encoder", tmp_path, shrink=SMALL)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == RERANKERS[model][0]
+    assert config["vocab_size"] in (30522, 250002)
+    scorer = CrossEncoderScorer(
+        CrossEncoder(str(folder), device="cpu", max_length=64), batch_size=4, show_progress=False
+    )
+    scores = scorer.score([("wind tunnel", "a wind tunnel test"), ("heat", "heat flux")] * 3)
+    assert scores.shape == (6,) and scores.dtype == np.float32 and np.isfinite(scores).all()
+    assert scores[0] == scores[2]  # deterministic
+
+
+def test_full_size_minilm_l6_cost_only_run_marks_quality_not_meaningful(tmp_path, session_cache):
+    from evalkit.runner import run_experiment
+
+    cfg = compose(
+        cranfield_overrides(
+            session_cache,
+            "reranker=minilm_l6",
+            "reranker.weights=random",
+            "pipeline.depth=2",
+            "dataset.max_queries=3",
+            "reranker.max_length=128",
+            "latency.depths=[1,2]",
+        )
+    )
+    metrics = run_experiment(cfg, tmp_path / "cost")
+    assert metrics["quality_meaningful"] is False
+    assert "plumbing check" in metrics["quality_note"]
+    latency = json.loads((tmp_path / "cost" / "latency.json").read_text())
+    assert [point["depth"] for point in latency["depth_curve"]] == [1, 2]
+    assert (tmp_path / "cost" / "latency_vs_depth.png").is_file()
+    assert "rerank" in (tmp_path / "cost" / "latency_vs_depth.csv").read_text()
+    weights = json.loads(
+        (session_cache / "random_models")
+        .joinpath("cross-encoder-ms-marco-MiniLM-L6-v2-cross_encoder-seed0", "config.json")
+        .read_text()
+    )
+    assert weights["num_hidden_layers"] == 6 and weights["hidden_size"] == 384
