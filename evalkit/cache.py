@@ -20,9 +20,11 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from filelock import FileLock
+
+from evalkit.faults import checkpoint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -131,26 +133,12 @@ def cached_file(path: Path, compute: Callable[[Path], None], load: Callable[[Pat
             compute(scratch)
             with scratch.open("rb") as handle:
                 os.fsync(handle.fileno())
+            checkpoint("cache_before_rename")
             os.replace(scratch, path)
         finally:
             if scratch.exists():
                 scratch.unlink()
         return load(path)
-
-
-def embeddings_cache(folder: Path, model_key: str, encode: Callable[[list[str]], Any]):
-    """A corpus-embedding hook: memory-mapped ``.npy`` keyed by model and corpus texts."""
-    import numpy as np
-
-    def embed(texts: list[str]):
-        path = Path(folder) / f"{digest(model_key, texts_digest(texts), len(texts))}.npy"
-        return cached_file(
-            path,
-            lambda tmp: _save_npy(tmp, np.asarray(encode(texts), dtype=np.float32)),
-            lambda p: _load_npy(p, len(texts)),
-        )
-
-    return embed
 
 
 def _save_npy(path: Path, array) -> None:

@@ -47,6 +47,9 @@ def run_main() -> None:
         except EvalkitError as error:
             _fail(error, verbose)
             return None
+        if "encoded" in metrics:
+            print(f"encoded {metrics['encoded']} in {metrics['seconds']:.1f}s -> {folder}")
+            return None
         latency_path = folder / "latency.json"
         import json
 

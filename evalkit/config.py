@@ -55,7 +55,15 @@ class RetrieverConfig:
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
-    chunk_size: int = 50_000
+    chunk_size: int = 50_000  # corpus rows per block in exact search
+    index: str = "auto"  # auto | exact | flat | ivf | hnsw (FAISS)
+    exact_max_docs: int = 2_000_000  # auto: exact search up to this size, FAISS IVF beyond
+    ivf_nlist: int = 0  # 0: 4 * sqrt(num_docs)
+    ivf_nprobe: int = 32
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    shard_size: int = 100_000  # corpus embeddings are encoded and cached in shards
+    shard_job: str | None = None  # "i/n": encode only this job's shards, then stop
     k1: float = 1.2
     b: float = 0.75
     method: str = "lucene"
@@ -159,6 +167,7 @@ if not OmegaConf.has_resolver("evalkit_slug"):
     OmegaConf.register_new_resolver("evalkit_slug", folder_slug)
 
 CHOICES = {
+    "retriever.index": ("auto", "exact", "flat", "ivf", "hnsw"),
     "dataset.source": ("beir", "ir_datasets", "local"),
     "dataset.on_invalid": ("warn", "error"),
     "retriever.kind": ("bm25", "dense"),
@@ -232,6 +241,28 @@ def _check_rules(config: Config) -> None:
                 "rerank at most as many candidates as the first stage returns",
             )
         )
+    if config.retriever.shard_job is not None:
+        parts = config.retriever.shard_job.split("/")
+        if (
+            len(parts) != 2
+            or not all(x.isdigit() for x in parts)
+            or not 0 <= int(parts[0]) < int(parts[1])
+        ):
+            raise ConfigError(
+                problem(
+                    f"retriever.shard_job must be 'i/n' with 0 <= i < n, "
+                    f"found '{config.retriever.shard_job}'",
+                    "retriever.shard_job",
+                )
+            )
+        if config.retriever.kind != "dense" or not config.cache.enabled:
+            raise ConfigError(
+                problem(
+                    "retriever.shard_job needs a dense retriever and the "
+                    "cache (the shards live there)",
+                    "retriever.shard_job",
+                )
+            )
     if config.retriever.kind == "dense" and not config.retriever.model:
         raise ConfigError(problem("retriever=dense needs retriever.model", "retriever.model"))
     if reranker.kind != "none" and not reranker.model:
@@ -302,26 +333,52 @@ def build_retriever(config: Config, embeddings_hook=None) -> Any:
             stemmer=rc.stemmer,
             stopwords=rc.stopwords,
             show_progress=config.show_progress,
+            index_dir=cache_dir(config) / "bm25" if config.cache.enabled else None,
         )
     from evalkit.retrieve.dense import DenseRetriever
 
     encoder, path = build_bi_encoder(rc, cache_dir(config), config.show_progress)
     encoder.fingerprint = model_fingerprint(rc, path, f"dense|{rc.passage_prefix}")
-    hook = None
-    if config.cache.enabled:
-        from evalkit.cache import embeddings_cache
+    folder = cache_dir(config) / "embeddings"
+    corpus_key: dict[str, str] = {}
 
-        hook = embeddings_cache(
-            cache_dir(config) / "embeddings",
+    def corpus_embeddings(texts: list[str], job: tuple[int, int] | None = None):
+        from evalkit.cache import texts_digest
+        from evalkit.retrieve.shards import encode_sharded
+
+        corpus_key["texts"] = texts_digest(texts)
+
+        if not config.cache.enabled:
+            return encoder.encode(texts, rc.passage_prefix)
+        return encode_sharded(
+            texts,
+            lambda part: encoder.encode(part, rc.passage_prefix),
+            folder,
             encoder.fingerprint,
-            lambda texts: encoder.encode(texts, rc.passage_prefix),
+            rc.shard_size,
+            job,
         )
+
+    def index_builder(matrix, kind: str):
+        from evalkit.retrieve.faiss_index import build_index, cached_index
+
+        params = {"nlist": rc.ivf_nlist, "hnsw_m": rc.hnsw_m, "seed": config.seed}
+        if not config.cache.enabled:
+            return build_index(matrix, kind, **params)
+        key = f"{encoder.fingerprint}|{corpus_key.get('texts')}|{matrix.shape}"
+        return cached_index(folder, key, matrix, kind, **params)
+
     retriever = DenseRetriever(
         encoder.encode,
         rc.query_prefix,
         rc.passage_prefix,
         chunk_size=rc.chunk_size,
-        corpus_embeddings=hook,
+        corpus_embeddings=corpus_embeddings,
+        index=rc.index,
+        exact_max_docs=rc.exact_max_docs,
+        index_builder=index_builder,
+        nprobe=rc.ivf_nprobe,
+        ef_search=rc.hnsw_ef_search,
     )
     retriever.encoder = encoder
     return retriever
@@ -341,6 +398,26 @@ def model_fingerprint(section: RetrieverConfig | RerankerConfig, path: str, extr
             extra,
         ]
     )
+
+
+BACKEND_PACKAGES = {"onnx": ("optimum", "onnxruntime"), "openvino": ("optimum", "openvino")}
+
+
+def _require_backend(backend: str) -> None:
+    """Fail with the install command when an onnx/openvino backend's packages are missing."""
+    import importlib.util
+
+    missing = [m for m in BACKEND_PACKAGES.get(backend, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        from evalkit.errors import ModelError
+
+        raise ModelError(
+            problem(
+                f"reranker.backend={backend} needs {missing}, which are not installed",
+                "reranker.backend",
+                f"pip install 'sentence-transformers[{backend}]', or use backend=torch",
+            )
+        )
 
 
 def build_scorer(config: Config):
@@ -368,6 +445,7 @@ def build_scorer(config: Config):
     path = resolve_model_path(rr.model, rr.weights, "cross_encoder", cache, config.seed)
     from sentence_transformers import CrossEncoder
 
+    _require_backend(rr.backend)
     kwargs: dict[str, Any] = {}
     if rr.backend == "torch":
         kwargs["model_kwargs"] = {"torch_dtype": resolve_dtype(rr.dtype, device)}
@@ -394,6 +472,14 @@ def build_scorer(config: Config):
                 "reranker.weights=random for cost-only timing",
             )
         ) from None
+    architectures = list(getattr(model.config, "architectures", None) or [])
+    if architectures and not any("SequenceClassification" in a for a in architectures):
+        log.warning(
+            "reranker '%s' is a %s checkpoint, not a cross-encoder (sequence classifier): its "
+            "relevance head is untrained and scores will be meaningless",
+            rr.model,
+            architectures[0],
+        )
     return CrossEncoderScorer(
         model,
         batch_size=rr.batch_size,

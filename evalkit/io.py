@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.errors import DataError, problem
+from evalkit.faults import checkpoint
 from evalkit.types import DOC_ID, QUERY_ID, RANK, SCORE, rank_run
 
 
@@ -21,6 +22,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(scratch)
         with scratch.open("rb") as handle:
             os.fsync(handle.fileno())
+        checkpoint(f"before_rename:{path.name}")
         os.replace(scratch, path)
     finally:
         if scratch.exists():

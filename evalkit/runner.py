@@ -21,6 +21,7 @@ from evalkit.config import Config, build_retriever, build_scorer, cache_dir, val
 from evalkit.data import load_dataset
 from evalkit.env import code_version, environment
 from evalkit.errors import ConfigError, problem
+from evalkit.faults import checkpoint
 from evalkit.io import write_json, write_parquet, write_text, write_trec_run
 from evalkit.measures import CONTRACT, evaluate, parse_measures
 from evalkit.pipeline import TwoStage
@@ -57,6 +58,26 @@ def completion(folder: Path) -> dict | None:
         return None
 
 
+RESULT_FILES = (
+    "config.yaml",
+    "metrics.json",
+    "per_query.parquet",
+    "run.first_stage.trec",
+    "run.reranked.trec",
+    "latency.json",
+    "env.json",
+    "latency_vs_depth.csv",
+    "latency_vs_depth.png",
+    "latency_vs_depth.svg",
+)
+
+
+def _remove_stale_results(folder: Path) -> None:
+    """An incomplete folder (killed run) may hold files of another config: remove them."""
+    for name in RESULT_FILES:
+        (folder / name).unlink(missing_ok=True)
+
+
 def run_experiment(cfg, output_dir: str | Path) -> dict:
     """Run one configured experiment into ``output_dir``; returns ``metrics.json``'s content.
 
@@ -84,6 +105,9 @@ def run_experiment(cfg, output_dir: str | Path) -> dict:
         )
         (folder / COMPLETE).unlink()
     measures = parse_measures(config.eval.metrics)  # fail fast on a bad measure name
+    if config.retriever.shard_job is not None:
+        return _encode_shards_only(config, folder)
+    _remove_stale_results(folder)
     started = time.perf_counter()
     dataset = load_dataset(config.dataset, cache_dir(config))
     measures = parse_measures(config.eval.metrics, dataset.relevance_level)
@@ -107,6 +131,7 @@ def run_experiment(cfg, output_dir: str | Path) -> dict:
         show_progress=config.show_progress,
     )
     runs = pipeline.run(dataset)
+    checkpoint("after_runs")
 
     depth_measure = parse_measures([f"R@{config.pipeline.depth}"], dataset.relevance_level)[0]
     first = evaluate(runs.first_stage, dataset.qrels, [*measures, depth_measure])
@@ -176,11 +201,27 @@ def run_experiment(cfg, output_dir: str | Path) -> dict:
         write_depth_curve(latency["depth_curve"], folder)
     write_json(folder / "env.json", environment(models))
     write_json(folder / "metrics.json", metrics)
+    checkpoint("before_marker")
     write_json(
         folder / COMPLETE,
         {"config_hash": chash, "code_version": version, "seconds": time.perf_counter() - started},
     )
     return metrics
+
+
+def _encode_shards_only(config: Config, folder: Path) -> dict:
+    """``retriever.shard_job=i/n``: encode this job's corpus shards into the cache, stop."""
+    index, count = (int(x) for x in config.retriever.shard_job.split("/"))
+    dataset = load_dataset(config.dataset, cache_dir(config))
+    started = time.perf_counter()
+    build_retriever(config).encode_corpus_shards(dataset.corpus, (index, count))
+    summary = {
+        "encoded": f"shards {index} mod {count} of {config.retriever.shard_size} texts",
+        "seconds": time.perf_counter() - started,
+        "documents": len(dataset.corpus),
+    }
+    write_json(Path(folder) / "encode.json", summary)
+    return summary
 
 
 def measure_latency(config: Config, pipeline: TwoStage, dataset, runs) -> dict:

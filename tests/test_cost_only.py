@@ -80,3 +80,67 @@ def test_full_size_minilm_l6_cost_only_run_marks_quality_not_meaningful(tmp_path
         .read_text()
     )
     assert weights["num_hidden_layers"] == 6 and weights["hidden_size"] == 384
+
+
+def test_cost_only_bi_encoder_builds_and_embeds(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    folder = build_random_model(
+        "sentence-transformers/all-MiniLM-L6-v2", "bi_encoder", tmp_path, shrink=SMALL
+    )
+    model = SentenceTransformer(str(folder), device="cpu")
+    embeddings = model.encode(["wind tunnel", "heat transfer in slabs"])
+    assert embeddings.shape == (2, 32)
+    assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_torch_backend_dtypes_build_on_cpu(dtype, tiny_cross_encoder, session_cache):
+    from evalkit.config import build_scorer, validate
+
+    def scorer(dtype):
+        return build_scorer(
+            validate(
+                compose(
+                    [
+                        f"reranker.model={tiny_cross_encoder}",
+                        f"reranker.dtype={dtype}",
+                        "reranker.device=cpu",
+                        f"cache.dir={session_cache}",
+                        "show_progress=false",
+                    ]
+                )
+            )
+        )
+
+    pairs = [(f"query {i}", f"document about topic {i * 7 % 11} " * (i % 5 + 1)) for i in range(40)]
+    scores = scorer(dtype).score(pairs)
+    reference = scorer("fp32").score(pairs)
+    assert scores.dtype == np.float32  # upcast before anything else sees them
+    # bf16 keeps 8 mantissa bits: within 2% of fp32 (this random tiny model's scores are
+    # too close together for rank stability to be a fair check)
+    assert np.abs(scores - reference).max() <= 0.02 * np.abs(reference).max()
+    assert scorer(dtype).fingerprint != scorer("fp16").fingerprint
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_other_backends_build_or_say_what_to_install(backend, tiny_cross_encoder, session_cache):
+    from evalkit.config import build_scorer, validate
+    from evalkit.errors import ModelError
+
+    config = validate(
+        compose(
+            [
+                f"reranker.model={tiny_cross_encoder}",
+                f"reranker.backend={backend}",
+                "reranker.device=cpu",
+                f"cache.dir={session_cache}",
+            ]
+        )
+    )
+    try:
+        scorer = build_scorer(config)
+    except ModelError as error:  # the extra is not installable beside transformers>=5 here
+        assert f"pip install 'sentence-transformers[{backend}]'" in str(error)
+    else:
+        assert scorer.score([("q", "d")]).shape == (1,)

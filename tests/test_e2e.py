@@ -170,3 +170,21 @@ def test_a_folder_of_another_config_is_not_overwritten(tmp_path, session_cache):
     run_experiment(compose(base), folder)
     with pytest.raises(Exception, match="holds a finished run of a different config"):
         run_experiment(compose([*base, "pipeline.first_stage_k=100"]), folder)
+
+
+def test_bi_encoder_checkpoint_used_as_cross_encoder_is_flagged(minilm_path, session_cache, caplog):
+    from evalkit.config import build_scorer, validate
+
+    config = validate(
+        compose(
+            cranfield_overrides(
+                session_cache,
+                "reranker=minilm_l6",
+                f"reranker.model={minilm_path}",
+                "reranker.device=cpu",
+            )
+        )
+    )
+    with caplog.at_level("WARNING"):
+        build_scorer(config)
+    assert "is a BertModel checkpoint, not a cross-encoder" in caplog.text

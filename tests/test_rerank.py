@@ -188,3 +188,20 @@ def test_constant_scorer_is_flagged_degenerate(cranfield, first_stage):
     result = rerank(run, queries, cranfield.corpus, 10, Constant(), show_progress=False)
     assert result.stats["degenerate"] is True
     assert result.stats["constant_score_fraction"] == 1.0
+
+
+def test_cache_cli_reports_and_clears(tmp_path, capsys):
+    from evalkit.cache import PairScoreCache, pair_key
+    from evalkit.cli import cache_main
+
+    cache = PairScoreCache(tmp_path / "pair_scores.sqlite")
+    cache.put_many("m", [(pair_key("q", "d"), 1.0)])
+    cache.close()
+    (tmp_path / "embeddings").mkdir()
+    (tmp_path / "embeddings" / "x.npy").write_bytes(b"0" * 2048)
+    cache_main(["info", "--dir", str(tmp_path)])
+    assert str(tmp_path) in capsys.readouterr().out
+    cache_main(["clear", "--dir", str(tmp_path)])
+    assert "cleared" in capsys.readouterr().out
+    assert not (tmp_path / "pair_scores.sqlite").exists()
+    assert not (tmp_path / "embeddings").exists()

@@ -100,3 +100,14 @@ def test_dense_minilm_beats_random_by_a_wide_margin(cranfield, minilm_path, sess
     ]
     assert ndcg > 0.30, ndcg  # measured 0.3819
     assert ndcg > 10 * random_ndcg, (ndcg, random_ndcg)
+
+
+def test_cached_memory_mapped_bm25_index_gives_the_same_run(cranfield, bm25_run, tmp_path):
+    first = BM25Retriever(show_progress=False, index_dir=tmp_path)
+    first.index(cranfield.corpus)  # builds and saves
+    second = BM25Retriever(show_progress=False, index_dir=tmp_path)
+    second.index(cranfield.corpus)  # loads the saved index, memory-mapped
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 1
+    for retriever in (first, second):
+        run = retriever.search(cranfield.queries, k=1000)
+        pd.testing.assert_frame_equal(run.reset_index(drop=True), bm25_run.reset_index(drop=True))

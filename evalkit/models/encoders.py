@@ -77,6 +77,8 @@ class BiEncoder:
         self.show_progress = show_progress
 
     def encode(self, texts: list[str], prefix: str = "") -> np.ndarray:
+        devices = self.devices()
+
         def compute(chunk, batch_size):
             return self.model.encode(
                 list(chunk),
@@ -85,6 +87,7 @@ class BiEncoder:
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
+                **({"device": devices} if devices else {}),
             ).astype(np.float32)
 
         if not texts:
@@ -104,6 +107,15 @@ class BiEncoder:
                 chunks.append(_encode_with_backoff(part, self.batch_size, compute))
                 bar.update(len(part))
         return np.concatenate(chunks)
+
+    def devices(self) -> list[str] | None:
+        """All GPUs of the machine when there are several (sentence-transformers then
+        encodes with one process per GPU); None otherwise."""
+        import torch
+
+        if str(self.model.device).startswith("cuda") and torch.cuda.device_count() > 1:
+            return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        return None
 
     @property
     def dimension(self) -> int:

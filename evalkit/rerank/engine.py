@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from evalkit.cache import PairScoreCache, pair_key
+from evalkit.faults import checkpoint
 from evalkit.retrieve.base import document_texts
 from evalkit.types import DOC_ID, QUERY_ID, RANK, SCORE, rank_run
 
@@ -136,6 +137,7 @@ def rerank(
                     scorer.fingerprint,
                     ((misses[i], float(v)) for i, v in zip(indices, values, strict=True)),
                 )
+            checkpoint("rerank_chunk")  # crash-safety tests: killed after a chunk is saved
 
         scores = scorer.score(miss_pairs, on_done=persist, lengths=lengths, progress=bar.update)
     elapsed = (time.perf_counter_ns() - started) / 1e9

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from evalkit.retrieve.base import document_texts
 from evalkit.types import DOC_ID, QUERY_ID, SCORE, empty_run
 
 log = logging.getLogger(__name__)
+COMPLETE = ".complete"
 
 
 class BM25Retriever:
@@ -23,6 +25,8 @@ class BM25Retriever:
         stemmer: Snowball language (``english``) or None for no stemming.
         stopwords: bm25s stop-word list name (``en``) or None.
         show_progress: progress bars while tokenising, indexing and searching.
+        index_dir: cache folder; the index is then built once per (settings, corpus), saved,
+            and loaded memory-mapped (bounded memory for large corpora, reused by jobs).
 
     Documents that share no term with the query are not returned (as in Lucene).
 
@@ -46,8 +50,10 @@ class BM25Retriever:
         stemmer: str | None = "english",
         stopwords: str | None = "en",
         show_progress: bool = True,
+        index_dir: str | Path | None = None,
     ) -> None:
         self.k1, self.b, self.method = k1, b, method
+        self.index_dir = index_dir
         self.stemmer_language, self.stopwords = stemmer, stopwords
         self.show_progress = show_progress
         self._model = None
@@ -74,18 +80,62 @@ class BM25Retriever:
         return Tokenizer(stemmer=stemmer, stopwords=self.stopwords or [])
 
     def index(self, corpus: pd.DataFrame) -> None:
+        texts = document_texts(corpus)
+        self._doc_ids = corpus[DOC_ID].astype(str).to_numpy()
+        if self.index_dir is None:
+            self._tokenizer, self._model = self._build(texts)
+            return
+        from evalkit.cache import digest, texts_digest
+
+        key = digest(
+            self.k1,
+            self.b,
+            self.method,
+            self.stemmer_language,
+            self.stopwords,
+            texts_digest(texts),
+            texts_digest(self._doc_ids),
+        )
+        self._tokenizer, self._model = self._cached(Path(self.index_dir) / key, texts)
+
+    def _build(self, texts: list[str]):
         import bm25s
 
-        self._tokenizer = self._make_tokenizer()
-        ids = self._tokenizer.tokenize(
-            document_texts(corpus),
-            update_vocab=True,
-            return_as="ids",
-            show_progress=self.show_progress,
+        tokenizer = self._make_tokenizer()
+        ids = tokenizer.tokenize(
+            texts, update_vocab=True, return_as="ids", show_progress=self.show_progress
         )
-        self._model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
-        self._model.index(ids, show_progress=self.show_progress)
-        self._doc_ids = corpus[DOC_ID].astype(str).to_numpy()
+        model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+        model.index(ids, show_progress=self.show_progress)
+        return tokenizer, model
+
+    def _cached(self, folder: Path, texts: list[str]):
+        """Build the index once (under a lock), save it, and load it memory-mapped."""
+        import os
+        import shutil
+
+        import bm25s
+        from filelock import FileLock
+
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder) + ".lock"):
+            if not (folder / COMPLETE).is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+                scratch = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+                shutil.rmtree(scratch, ignore_errors=True)
+                tokenizer, model = self._build(texts)
+                # an index built from token ids has an int->int vocabulary, which bm25s's
+                # JSON writer refuses (orjson: keys must be str); store it with str keys
+                model.vocab_dict = {str(k): v for k, v in model.vocab_dict.items()}
+                model.save(str(scratch), show_progress=False)
+                tokenizer.save_vocab(str(scratch))
+                (scratch / COMPLETE).write_text("")
+                scratch.rename(folder)
+        tokenizer = self._make_tokenizer()
+        tokenizer.load_vocab(str(folder))
+        model = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
+        model.vocab_dict = {int(k): v for k, v in model.vocab_dict.items()}
+        return tokenizer, model
 
     def _query_ids(self, texts: list[str]) -> list[list[int]]:
         """Map query terms to index ids; a query with no indexed term maps to no ids.
