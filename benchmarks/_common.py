@@ -31,3 +31,11 @@ def machine() -> str:
     from evalkit.env import cpu_name
 
     return f"{cpu_name()}, {os.cpu_count()} cores, {platform.python_version()}"
+
+
+def emit(lines: list[str], out: Path | None) -> None:
+    """Print a benchmark's Markdown result and write it to ``out`` when given."""
+    text = "\n".join(lines)
+    print(text)
+    if out:
+        out.write_text(text + "\n")

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import CRANFIELD, compose, machine, minilm_path
+from _common import CRANFIELD, compose, emit, machine, minilm_path
 
 from evalkit.runner import run_experiment
 
@@ -74,10 +74,7 @@ def main() -> None:
         lines.append(
             f"| {name} | " + " | ".join(f"{values[m]:.4f}" for m in MEASURES) + f" | {wall:.1f} |"
         )
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import CRANFIELD, compose, machine
+from _common import CRANFIELD, compose, emit, machine
 
 from evalkit.config import build_retriever, build_scorer, validate
 from evalkit.data import load_dataset
@@ -137,10 +137,7 @@ def main() -> None:
             f"{r['mean_tokens']:.0f} ({r['truncated']}) | {r['gflop_per_pair']:.1f} | "
             f"{r['pct_peak']:.0f}% |"
         )
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import CRANFIELD, compose, machine, minilm_path
+from _common import CRANFIELD, compose, emit, machine, minilm_path
 from scipy.stats import spearmanr
 
 from evalkit.cache import PairScoreCache
@@ -135,10 +135,7 @@ def main() -> None:
         lines += part_cache(engine, scratch)
     if "4" in args.parts:
         lines += part_variants(config, ranked, queries, texts)
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(lines, args.out)
 
 
 def part_engine(engine, scorer, queries, candidates, texts, pairs_total) -> list[str]:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import emit
 
 QUERIES = 100
 
@@ -201,10 +202,7 @@ def main() -> None:
         f"{growth([r['exact_p50_ms'] for r in dense])}; IVF query p50: "
         f"{growth([r['ivf_p50_ms'] for r in dense])}",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

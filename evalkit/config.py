@@ -135,7 +135,7 @@ class Config:
 ConfigStore.instance().store(name="evalkit_schema", node=Config)
 
 
-def folder_slug(text: str, limit: int = 120) -> str:
+def folder_slug(text: str, limit: int = 180) -> str:
     """A deterministic, filesystem-safe, readable folder name for a sweep job's overrides.
 
     Path values are shortened to their last component; when anything was shortened or cut,

@@ -108,7 +108,7 @@ def load_systems(results_dir: Path) -> list[System]:
         latency = json.loads((folder / "latency.json").read_text())
         env = json.loads((folder / "env.json").read_text())
         per_query = pd.read_parquet(folder / "per_query.parquet")
-        dataset = config["dataset"]["name"]
+        dataset = metrics.get("dataset") or config["dataset"]["name"]
         retriever = config["retriever"]["name"]
         first_name = f"{retriever}"
         online = latency.get("online")
@@ -221,17 +221,25 @@ class Report:
         return _markdown(self.headline())
 
 
+COUNT_COLUMNS = ("wins", "ties", "losses", "depth")
+
+
 def _markdown(frame: pd.DataFrame) -> str:
-    def cell(value) -> str:
+    def cell(value, column) -> str:
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return "—"
+        if column in COUNT_COLUMNS:
+            return str(int(value))
         if isinstance(value, float):
             return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
         return str(value)
 
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "---|" * len(frame.columns)
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    body = [
+        "| " + " | ".join(cell(v, c) for v, c in zip(row, frame.columns, strict=True)) + " |"
+        for row in frame.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *body])
 
 

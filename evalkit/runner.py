@@ -138,6 +138,7 @@ def run_experiment(cfg, output_dir: str | Path) -> dict:
     frames = [first.per_query.assign(stage="first_stage")]
     metrics: dict = {
         "first_stage": {m: first.aggregate[m] for m in map(str, measures)},
+        "dataset": dataset.name,
         "num_queries": first.num_queries,
         "recall_at_depth": {
             "measure": str(depth_measure),

@@ -171,7 +171,7 @@ def test_launcher_sweep_matches_the_sequential_sweep(
         "local_parallel": ["hydra.launcher.n_jobs=2"],
         "submitit_local": ["hydra.launcher.timeout_min=20"],
         "ray_cluster": [
-            "hydra.launcher.ray.init.num_cpus=2",
+            "+hydra.launcher.ray.init.num_cpus=2",
             "+hydra.launcher.ray.init.include_dashboard=false",
         ],
     }[launcher]

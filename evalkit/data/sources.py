@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 
 def load_dataset(config: DatasetConfig, cache_dir: str | Path) -> Dataset:
     """Load the dataset a config describes (see ``conf/dataset/*.yaml``)."""
+    name = config.name
+    if config.source == "local" and name == "local" and config.path:
+        name = Path(config.path).expanduser().resolve().name  # report it as the folder
     common = {
-        "name": config.name,
+        "name": name,
         "relevance_level": config.relevance_level,
         "exclude_self": config.exclude_self,
         "on_invalid": config.on_invalid,
