@@ -108,6 +108,7 @@ class LatencyConfig:
     warmup: int = 3
     concurrency: int = 1
     depths: list[int] = field(default_factory=list)  # latency-vs-depth curve, e.g. [10,100]
+    throughput_pairs: int = 256  # pairs timed for offline pairs/s when the cache scored all
 
 
 @dataclass

@@ -30,6 +30,7 @@ from evalkit.timing import (
     latency_conditions,
     measure_online,
     pipeline_stages,
+    sample_throughput,
 )
 from evalkit.types import QUERY_ID
 
@@ -238,13 +239,27 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset, runs) -> dict:
         latency["online"] = None
         return latency
     pipeline.ensure_indexed(dataset)  # a cached first-stage run skipped indexing
+    device = getattr(getattr(pipeline.scorer, "model", None), "device", None)
+    sync = cuda_synchronizer(str(device) if device is not None else None)
+    if pipeline.scorer is not None and not runs.throughput.get("rerank_pairs_per_second"):
+        latency["offline"].update(
+            sample_throughput(
+                pipeline.scorer,
+                runs.first_stage,
+                dataset.queries,
+                dataset.corpus,
+                config.pipeline.depth,
+                config.latency.throughput_pairs,
+                synchronize=sync,
+            )
+        )
+    elif pipeline.scorer is not None:
+        latency["offline"]["rerank_pairs_per_second_source"] = "the run's own uncached pairs"
     ordered = dataset.queries.sort_values(QUERY_ID, kind="stable")
     sample = list(zip(ordered[QUERY_ID].astype(str), ordered["text"].astype(str), strict=True))[
         : config.latency.max_queries
     ]
     depths = config.latency.depths or [config.pipeline.depth]
-    device = getattr(getattr(pipeline.scorer, "model", None), "device", None)
-    sync = cuda_synchronizer(str(device) if device is not None else None)
     curve = []
     for depth in depths:
         k = max(depth, config.pipeline.first_stage_k)

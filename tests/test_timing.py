@@ -91,3 +91,32 @@ def test_concurrency_runs_every_query_once():
 
 def test_empty_sample_summary_is_none():
     assert summarize([])["p95_ms"] is None
+
+
+def test_sample_throughput_times_the_runs_own_pairs_without_cache():
+    import numpy as np
+    import pandas as pd
+
+    from evalkit.timing import sample_throughput
+
+    clock = FakeClock()
+
+    class Scorer:
+        def __init__(self):
+            self.scored: list[int] = []
+
+        def score(self, pairs):
+            self.scored.append(len(pairs))
+            clock.work(2 * len(pairs))  # 2 ms per pair -> 500 pairs/s
+            return np.zeros(len(pairs), dtype=np.float32)
+
+    run = pd.DataFrame(
+        {"query_id": ["q"] * 5, "doc_id": list("abcde"), "score": [5.0, 4.0, 3.0, 2.0, 1.0]}
+    )
+    queries = pd.DataFrame({"query_id": ["q"], "text": ["wind"]})
+    corpus = pd.DataFrame({"doc_id": list("abcde"), "title": "", "text": list("vwxyz")})
+    scorer = Scorer()
+    result = sample_throughput(scorer, run, queries, corpus, depth=4, limit=3, clock=clock)
+    assert scorer.scored == [3, 3]  # warm-up, then the timed sample (top 3 within depth 4)
+    assert result["rerank_pairs_per_second"] == pytest.approx(500.0)
+    assert "sample of 3" in result["rerank_pairs_per_second_source"]
