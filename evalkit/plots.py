@@ -70,6 +70,7 @@ def write_plots(report: Report, out: Path) -> list[str]:
             front = group.iloc[pareto_frontier(group.p95_ms.tolist(), group["mean"].tolist())]
             axes.plot(front.p95_ms, front["mean"], "--", color="grey", linewidth=1)
         axes.set_xscale("log")
+        axes.margins(x=0.25)  # room for the labels of the outermost points
         axes.set_xlabel("p95 latency per query (ms, log)")
         axes.set_ylabel(metric)
         axes.set_title(f"{metric} vs p95 latency (dashed: Pareto frontier)")
@@ -94,6 +95,9 @@ def write_plots(report: Report, out: Path) -> list[str]:
                     label=f"{dataset}: {retriever} → {reranker}",
                 )
             axes.set_xscale("log")
+            depths = sorted(reranked.depth.unique())
+            axes.set_xticks(depths, [str(int(d)) for d in depths])
+            axes.minorticks_off()
             axes.set_xlabel("depth (candidates reranked)")
             axes.set_ylabel(label)
             axes.legend(fontsize=7)
