@@ -23,7 +23,7 @@ from _common import CRANFIELD, compose, emit, machine
 from evalkit.config import build_retriever, build_scorer, validate
 from evalkit.data import load_dataset
 from evalkit.models.loading import architecture_file
-from evalkit.retrieve.base import document_texts
+from evalkit.retrieve.base import doc_texts_by_id
 from evalkit.timing import measure_online, pipeline_stages
 
 # reranker config -> measured queries per depth (bge-reranker-v2-m3 is ~2 s per pair here)
@@ -81,11 +81,11 @@ def main() -> None:
         scorer = build_scorer(config)
         ordered = dataset.queries.sort_values("query_id", key=lambda s: s.astype(int))
         sample = list(zip(ordered.query_id, ordered.text, strict=True))[: SAMPLES[name]]
-        texts = dict(zip(dataset.corpus.doc_id, document_texts(dataset.corpus), strict=True))
-        warm = pipeline_stages(retriever, scorer, dataset.corpus, 10, 10, False)
+        texts = doc_texts_by_id(dataset.corpus)
+        warm = pipeline_stages(retriever, scorer, texts, 10, 10, False)
         measure_online(warm, sample[:1], warmup=0)  # one warm-up query, not reported
         for depth in args.depths:
-            stages = pipeline_stages(retriever, scorer, dataset.corpus, depth, depth, False)
+            stages = pipeline_stages(retriever, scorer, texts, depth, depth, False)
             result = measure_online(stages, sample, warmup=0)
             summary = result.summary()
             run = retriever.search(ordered.head(len(sample)), depth)

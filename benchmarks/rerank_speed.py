@@ -29,7 +29,7 @@ from evalkit.cache import PairScoreCache
 from evalkit.config import build_retriever, build_scorer, validate
 from evalkit.data import load_dataset
 from evalkit.rerank.engine import rerank
-from evalkit.retrieve.base import document_texts
+from evalkit.retrieve.base import doc_texts_by_id
 from evalkit.types import rank_run
 
 
@@ -112,7 +112,7 @@ def main() -> None:
     retriever.index(dataset.corpus)
     run = retriever.search(dataset.queries, 100)
     scorer = build_scorer(config)
-    texts = dict(zip(dataset.corpus.doc_id, document_texts(dataset.corpus), strict=True))
+    texts = doc_texts_by_id(dataset.corpus)
     queries = list(zip(dataset.queries.query_id, dataset.queries.text, strict=True))
     ranked = rank_run(run)
     candidates = {q: g.doc_id.tolist() for q, g in ranked.groupby("query_id")}

@@ -20,13 +20,12 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from evalkit.errors import DataError, problem
-from evalkit.io import write_parquet, write_text
+from evalkit.io import COMPLETE, write_parquet, write_text
 from evalkit.stats import bootstrap_ci, compare_paired, holm
 from evalkit.timing import summarize
 
 log = logging.getLogger(__name__)
 
-COMPLETE = "complete.json"
 FIRST_STAGE_PARTS = ("query_encoding", "first_stage")
 
 
@@ -100,6 +99,14 @@ def _latency(online: dict | None, parts: tuple[str, ...] | None) -> tuple:
     return stats["p50_ms"], stats["p95_ms"], qps
 
 
+def _stage_table(per_query: pd.DataFrame, stage: str, metrics: dict) -> pd.DataFrame:
+    """One stage's per-query values as a query_id x measure table, in metrics.json order."""
+    table = per_query[per_query.stage == stage].pivot(
+        index="query_id", columns="measure", values="value"
+    )
+    return table[list(metrics[stage])]
+
+
 def load_systems(results_dir: Path) -> list[System]:
     systems: dict[str, System] = {}
     for folder in find_runs(results_dir):
@@ -116,9 +123,6 @@ def load_systems(results_dir: Path) -> list[System]:
         key = f"{dataset}|{first_name}|{config['pipeline']['first_stage_k']}"
         if key not in systems:
             p50, p95, qps = _latency(online, FIRST_STAGE_PARTS)
-            table = per_query[per_query.stage == "first_stage"].pivot(
-                index="query_id", columns="measure", values="value"
-            )
             systems[key] = System(
                 name=first_name,
                 dataset=dataset,
@@ -126,7 +130,7 @@ def load_systems(results_dir: Path) -> list[System]:
                 reranker="none",
                 depth=None,
                 folder=folder,
-                per_query=table[list(metrics["first_stage"])],
+                per_query=_stage_table(per_query, "first_stage", metrics),
                 p50_ms=p50,
                 p95_ms=p95,
                 qps=qps,
@@ -141,9 +145,6 @@ def load_systems(results_dir: Path) -> list[System]:
         reranker = config["reranker"]["name"]
         name = f"{retriever} → {reranker}@{depth}"
         p50, p95, qps = _latency(online, None)
-        table = per_query[per_query.stage == "reranked"].pivot(
-            index="query_id", columns="measure", values="value"
-        )
         systems[f"{dataset}|{name}"] = System(
             name=name,
             dataset=dataset,
@@ -151,7 +152,7 @@ def load_systems(results_dir: Path) -> list[System]:
             reranker=reranker,
             depth=depth,
             folder=folder,
-            per_query=table[list(metrics["reranked"])],
+            per_query=_stage_table(per_query, "reranked", metrics),
             p50_ms=p50,
             p95_ms=p95,
             qps=qps,

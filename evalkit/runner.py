@@ -22,9 +22,10 @@ from evalkit.data import load_dataset
 from evalkit.env import code_version, environment
 from evalkit.errors import ConfigError, problem
 from evalkit.faults import checkpoint
-from evalkit.io import write_json, write_parquet, write_text, write_trec_run
+from evalkit.io import COMPLETE, write_json, write_parquet, write_text, write_trec_run
 from evalkit.measures import CONTRACT, evaluate, parse_measures
 from evalkit.pipeline import TwoStage
+from evalkit.retrieve.base import doc_texts_by_id
 from evalkit.timing import (
     cuda_synchronizer,
     latency_conditions,
@@ -36,7 +37,6 @@ from evalkit.types import QUERY_ID
 
 log = logging.getLogger(__name__)
 
-COMPLETE = "complete.json"
 NON_SEMANTIC = ("show_progress", "verbose")
 
 
@@ -239,6 +239,7 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset, runs) -> dict:
         latency["online"] = None
         return latency
     pipeline.ensure_indexed(dataset)  # a cached first-stage run skipped indexing
+    doc_text = doc_texts_by_id(dataset.corpus)  # built once for every latency measurement
     device = getattr(getattr(pipeline.scorer, "model", None), "device", None)
     sync = cuda_synchronizer(str(device) if device is not None else None)
     if pipeline.scorer is not None and not runs.throughput.get("rerank_pairs_per_second"):
@@ -247,7 +248,7 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset, runs) -> dict:
                 pipeline.scorer,
                 runs.first_stage,
                 dataset.queries,
-                dataset.corpus,
+                doc_text,
                 config.pipeline.depth,
                 config.latency.throughput_pairs,
                 synchronize=sync,
@@ -264,7 +265,7 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset, runs) -> dict:
     for depth in depths:
         k = max(depth, config.pipeline.first_stage_k)
         stages = pipeline_stages(
-            pipeline.retriever, pipeline.scorer, dataset.corpus, depth, k, dataset.exclude_self
+            pipeline.retriever, pipeline.scorer, doc_text, depth, k, dataset.exclude_self
         )
         result = measure_online(
             stages,
@@ -286,7 +287,7 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset, runs) -> dict:
             pipeline.scorer,
             pipeline.retriever,
             sample,
-            dataset.corpus,
+            doc_text,
             main["depth"],
             config.pipeline.first_stage_k,
             config,

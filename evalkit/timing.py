@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from evalkit.retrieve.base import document_texts
 from evalkit.types import DOC_ID, QUERY_ID, RANK, rank_run
 
 Clock = Callable[[], int]
@@ -136,14 +135,13 @@ def cuda_synchronizer(device: str | None) -> Callable[[], None] | None:
 
 
 def pipeline_stages(
-    retriever, scorer, corpus: pd.DataFrame, depth: int, k: int, exclude_self: bool
+    retriever, scorer, doc_text: dict[str, str], depth: int, k: int, exclude_self: bool
 ) -> list[Stage]:
     """The online stages of a two-stage system, for one query ``(query_id, text)``.
 
     Texts are looked up before timing; tokenisation is inside the rerank stage; the pair
     cache is not used (a served query is new).
     """
-    doc_text = dict(zip(corpus[DOC_ID].astype(str), document_texts(corpus), strict=True))
     fetch = k + (1 if exclude_self else 0)
     stages: list[Stage] = []
     if hasattr(retriever, "encode_queries"):
@@ -180,7 +178,13 @@ def pipeline_stages(
 
 
 def latency_conditions(
-    scorer, retriever, sample: Sequence[tuple[str, str]], corpus, depth: int, k: int, config
+    scorer,
+    retriever,
+    sample: Sequence[tuple[str, str]],
+    doc_text: dict[str, str],
+    depth: int,
+    k: int,
+    config,
 ) -> dict:
     """What the latency numbers were measured under, recorded beside them."""
     import torch
@@ -207,12 +211,13 @@ def latency_conditions(
         "clock": "time.perf_counter_ns; cuda synchronised at stage boundaries",
     }
     if scorer is not None and hasattr(scorer, "token_lengths"):
-        texts = dict(zip(corpus[DOC_ID].astype(str), document_texts(corpus), strict=True))
         run = retriever.search(
             pd.DataFrame({QUERY_ID: [q for q, _ in sample], "text": [t for _, t in sample]}), depth
         )
         query_text = dict(sample)
-        pairs = [(query_text[q], texts[d]) for q, d in zip(run[QUERY_ID], run[DOC_ID], strict=True)]
+        pairs = [
+            (query_text[q], doc_text[d]) for q, d in zip(run[QUERY_ID], run[DOC_ID], strict=True)
+        ]
         lengths = scorer.token_lengths(pairs)
         if len(lengths):
             limit = scorer.max_length or int(lengths.max())
@@ -226,7 +231,7 @@ def sample_throughput(
     scorer,
     run: pd.DataFrame,
     queries: pd.DataFrame,
-    corpus: pd.DataFrame,
+    doc_text: dict[str, str],
     depth: int,
     limit: int,
     clock: Clock = time.perf_counter_ns,
@@ -240,7 +245,6 @@ def sample_throughput(
     head = rank_run(run)
     head = head[head[RANK] <= depth].head(limit)
     query_text = dict(zip(queries[QUERY_ID].astype(str), queries["text"].astype(str), strict=True))
-    doc_text = dict(zip(corpus[DOC_ID].astype(str), document_texts(corpus), strict=True))
     pairs = [
         (query_text[q], doc_text[d]) for q, d in zip(head[QUERY_ID], head[DOC_ID], strict=True)
     ]

@@ -116,7 +116,8 @@ def test_sample_throughput_times_the_runs_own_pairs_without_cache():
     queries = pd.DataFrame({"query_id": ["q"], "text": ["wind"]})
     corpus = pd.DataFrame({"doc_id": list("abcde"), "title": "", "text": list("vwxyz")})
     scorer = Scorer()
-    result = sample_throughput(scorer, run, queries, corpus, depth=4, limit=3, clock=clock)
+    doc_text = dict(zip(corpus.doc_id, corpus.text, strict=True))
+    result = sample_throughput(scorer, run, queries, doc_text, depth=4, limit=3, clock=clock)
     assert scorer.scored == [3, 3]  # warm-up, then the timed sample (top 3 within depth 4)
     assert result["rerank_pairs_per_second"] == pytest.approx(500.0)
     assert "sample of 3" in result["rerank_pairs_per_second_source"]

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from evalkit.cache import PairScoreCache, pair_key
 from evalkit.faults import checkpoint
-from evalkit.retrieve.base import document_texts
+from evalkit.retrieve.base import doc_texts_by_id
 from evalkit.types import DOC_ID, QUERY_ID, RANK, SCORE, rank_run
 
 DEGENERATE_FRACTION = 0.5
@@ -104,7 +104,7 @@ def rerank(
     head = ranked[ranked[RANK] <= depth]
     tail = ranked[ranked[RANK] > depth]
     query_text = dict(zip(queries[QUERY_ID].astype(str), queries["text"].astype(str), strict=True))
-    doc_text = dict(zip(corpus[DOC_ID].astype(str), document_texts(corpus), strict=True))
+    doc_text = doc_texts_by_id(corpus)
     pairs = list(zip(head[QUERY_ID].map(query_text), head[DOC_ID].map(doc_text), strict=True))
     keys = [pair_key(q, d) for q, d in pairs]
     unique: dict[bytes, int] = {}

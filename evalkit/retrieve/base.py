@@ -31,6 +31,11 @@ def exclude_self_matches(run: pd.DataFrame, k: int) -> pd.DataFrame:
     return rank_run(kept, k=k).drop(columns="rank")
 
 
+def doc_texts_by_id(corpus: pd.DataFrame) -> dict[str, str]:
+    """Document id -> the text models see (title and text joined)."""
+    return dict(zip(corpus[DOC_ID].astype(str), document_texts(corpus), strict=True))
+
+
 def document_texts(corpus: pd.DataFrame) -> list[str]:
     """Title and text joined as one string per document (the BEIR convention)."""
     titles = corpus["title"].fillna("").astype(str)
