@@ -4,9 +4,13 @@
   (weights hash or revision, dtype, backend, max_length) + hash(query text) + hash(doc text).
   Transactions make every write atomic; a killed writer leaves no torn row.
 * :func:`cached_file` - one artifact file (corpus embeddings ``.npy``, first-stage run
-  ``.parquet``) computed once under a file lock (a claim: other jobs wait, then reuse),
-  written to a temporary name and renamed into place. A file that fails to load is
-  treated as torn, deleted and recomputed.
+  ``.parquet``, FAISS index) computed once under a file lock (a claim: other jobs wait,
+  then reuse), written to a temporary name and renamed into place, with a checksum
+  beside it (``<name>.xxh3``). On every read the checksum is verified: a file that does
+  not match, has no checksum, or fails to load is deleted and recomputed, with a warning.
+* Folder artifacts (BM25 indexes, random-weight models) carry a manifest of per-file
+  checksums (:func:`write_manifest` / :func:`verify_manifest`).
+* Pair scores carry a per-row check value; a row that fails it is a miss (recomputed).
 
 No pickle anywhere: SQLite rows, ``.npy`` (``allow_pickle=False``) and Parquet.
 """
@@ -28,6 +32,50 @@ from evalkit.faults import checkpoint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+CHECKSUM_SUFFIX = ".xxh3"
+MANIFEST = ".checksums.json"
+
+
+def file_checksum(path: Path) -> str:
+    """xxh3-128 of a file's bytes (fast enough to verify every read: see benchmarks)."""
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Record a checksum of every file in ``folder`` (written last, atomically)."""
+    import json
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {str(p.relative_to(folder)): file_checksum(p) for p in files}
+    scratch = folder / f".{MANIFEST}.tmp"
+    scratch.write_text(json.dumps(manifest, sort_keys=True))
+    os.replace(scratch, folder / MANIFEST)
+
+
+def verify_manifest(folder: Path) -> bool:
+    """True when ``folder`` holds exactly the files of its manifest, unchanged."""
+    import json
+
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        present = {
+            str(p.relative_to(folder))
+            for p in folder.rglob("*")
+            if p.is_file() and p.name != MANIFEST
+        }
+        if set(manifest) != present:
+            return False
+        return all(file_checksum(folder / name) == value for name, value in manifest.items())
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
 
 
 def text_hash(text: str) -> bytes:
@@ -62,8 +110,9 @@ class PairScoreCache:
         >>> import tempfile
         >>> cache = PairScoreCache(Path(tempfile.mkdtemp()) / "scores.sqlite")
         >>> cache.put_many("model-a", [(pair_key("q", "d"), 1.5)])
-        >>> cache.get_many("model-a", [pair_key("q", "d"), pair_key("q", "other")])
-        {b'...': 1.5}  # doctest: +SKIP
+        >>> found = cache.get_many("model-a", [pair_key("q", "d"), pair_key("q", "other")])
+        >>> list(found.values())  # the pair never scored is a miss
+        [1.5]
     """
 
     BATCH = 500
@@ -75,38 +124,63 @@ class PairScoreCache:
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.execute(
-            "CREATE TABLE IF NOT EXISTS scores (model TEXT NOT NULL, pair BLOB NOT NULL, "
-            "score REAL NOT NULL, PRIMARY KEY (model, pair)) WITHOUT ROWID"
+            "CREATE TABLE IF NOT EXISTS scores_v2 (model TEXT NOT NULL, pair BLOB NOT NULL, "
+            "score REAL NOT NULL, checkval INTEGER NOT NULL, PRIMARY KEY (model, pair)) "
+            "WITHOUT ROWID"
         )
+        self.rejected = 0  # rows whose check value did not match (recomputed)
+
+    @staticmethod
+    def _check(model: str, pair: bytes, score: float) -> int:
+        import struct
+
+        import xxhash
+
+        value = xxhash.xxh3_64_intdigest(model.encode() + b"\x1f" + pair + struct.pack("<d", score))
+        return value - (1 << 63)  # SQLite integers are signed 64-bit
 
     def get_many(self, model: str, keys: Sequence[bytes]) -> dict[bytes, float]:
+        """Scores found for ``keys``; rows that fail their check value count as misses."""
         found: dict[bytes, float] = {}
         for start in range(0, len(keys), self.BATCH):
             batch = list(keys[start : start + self.BATCH])
             marks = ",".join("?" * len(batch))
             rows = self._connection.execute(
-                f"SELECT pair, score FROM scores WHERE model = ? AND pair IN ({marks})",
+                f"SELECT pair, score, checkval FROM scores_v2 WHERE model = ? "
+                f"AND pair IN ({marks})",
                 [model, *batch],
             )
-            found.update((bytes(pair), float(score)) for pair, score in rows)
+            for pair, score, check in rows:
+                if isinstance(score, float) and check == self._check(model, bytes(pair), score):
+                    found[bytes(pair)] = score
+                else:
+                    self.rejected += 1
+        if self.rejected:
+            log.warning(
+                "pair-score cache %s: %d rows failed their check value; recomputing them",
+                self.path,
+                self.rejected,
+            )
         return found
 
     def put_many(self, model: str, items: Iterable[tuple[bytes, float]]) -> None:
-        rows = [(model, key, float(score)) for key, score in items]
+        rows = [(model, k, float(v), self._check(model, k, float(v))) for k, v in items]
         if not rows:
             return
         with self._connection:  # one transaction: all rows or none
             self._connection.execute("BEGIN IMMEDIATE")
             self._connection.executemany(
-                "INSERT OR REPLACE INTO scores (model, pair, score) VALUES (?, ?, ?)", rows
+                "INSERT OR REPLACE INTO scores_v2 (model, pair, score, checkval) "
+                "VALUES (?, ?, ?, ?)",
+                rows,
             )
 
     def count(self, model: str | None = None) -> int:
         if model is None:
-            return int(self._connection.execute("SELECT COUNT(*) FROM scores").fetchone()[0])
+            return int(self._connection.execute("SELECT COUNT(*) FROM scores_v2").fetchone()[0])
         return int(
             self._connection.execute(
-                "SELECT COUNT(*) FROM scores WHERE model = ?", (model,)
+                "SELECT COUNT(*) FROM scores_v2 WHERE model = ?", (model,)
             ).fetchone()[0]
         )
 
@@ -121,20 +195,29 @@ def cached_file(path: Path, compute: Callable[[Path], None], load: Callable[[Pat
     complete. A file lock beside ``path`` makes concurrent callers compute it once.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = path.with_name(path.name + CHECKSUM_SUFFIX)
     with FileLock(str(path) + ".lock"):
         if path.exists():
             try:
+                expected = sidecar.read_text().strip() if sidecar.is_file() else None
+                if expected != file_checksum(path):
+                    raise ValueError("checksum does not match" if expected else "no checksum")
                 return load(path)
             except Exception as error:
-                log.warning("cache entry %s is unreadable (%s); recomputing", path, error)
+                log.warning("cache entry %s is damaged (%s); recomputing", path, error)
                 path.unlink()
+                sidecar.unlink(missing_ok=True)
         scratch = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
             compute(scratch)
             with scratch.open("rb") as handle:
                 os.fsync(handle.fileno())
+            checksum = file_checksum(scratch)
             checkpoint("cache_before_rename")
             os.replace(scratch, path)
+            sidecar_scratch = sidecar.with_name(f".{sidecar.name}.tmp{os.getpid()}")
+            sidecar_scratch.write_text(checksum)
+            os.replace(sidecar_scratch, sidecar)
         finally:
             if scratch.exists():
                 scratch.unlink()
@@ -157,14 +240,74 @@ def _load_npy(path: Path, rows: int):
     return array
 
 
+MARKER = ".evalkit-cache"
+# every kind of artifact evalkit keeps under a cache root: name -> files or folders
+CACHE_KINDS = {
+    "pair_scores": ("pair_scores.sqlite", "pair_scores.sqlite-wal", "pair_scores.sqlite-shm"),
+    "embeddings": ("embeddings",),
+    "runs": ("runs",),
+    "bm25": ("bm25",),
+    "random_models": ("random_models",),
+    "datasets": ("datasets",),
+}
+
+
+def ensure_cache_root(root: str | Path) -> Path:
+    """Create the cache root with the marker that says evalkit owns it."""
+    root = Path(root).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / MARKER
+    if not marker.is_file():
+        marker.write_text("evalkit cache: `evalkit-cache clear` may delete the kinds it lists\n")
+    return root
+
+
+def _size(path: Path) -> int:
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    if path.is_dir():
+        return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() or p.is_symlink())
+    return 0
+
+
+def _owned_root(root: Path) -> Path:
+    from evalkit.errors import DataError, problem
+
+    if not (root / MARKER).is_file():
+        raise DataError(
+            problem(
+                f"{root} is not an evalkit cache (no {MARKER} marker); nothing was touched",
+                "--dir",
+                "pass the folder evalkit caches into (cache.dir, default ~/.cache/evalkit)",
+            )
+        )
+    return root
+
+
+def cache_sizes(cache_dir: str | Path) -> dict[str, int]:
+    """Bytes held by each cache kind (all zero for a folder that does not exist yet)."""
+    root = Path(cache_dir).expanduser()
+    if not root.exists():
+        return dict.fromkeys(CACHE_KINDS, 0)
+    _owned_root(root)
+    return {kind: sum(_size(root / n) for n in names) for kind, names in CACHE_KINDS.items()}
+
+
 def clear_cache(cache_dir: str | Path) -> int:
-    """Delete everything evalkit cached under ``cache_dir``; returns the bytes freed."""
+    """Delete every kind of artifact evalkit caches under ``cache_dir``; returns bytes freed.
+
+    Refuses a folder without evalkit's marker, and deletes only the kinds in
+    :data:`CACHE_KINDS` (anything else a user put there stays).
+    """
     root = Path(cache_dir).expanduser()
     if not root.exists():
         return 0
-    freed = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-    for child in ("pair_scores.sqlite", "pair_scores.sqlite-wal", "pair_scores.sqlite-shm"):
-        (root / child).unlink(missing_ok=True)
-    for folder in ("embeddings", "runs", "random_models", "datasets"):
-        shutil.rmtree(root / folder, ignore_errors=True)
+    freed = sum(cache_sizes(root).values())
+    for names in CACHE_KINDS.values():
+        for name in names:
+            path = root / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
     return freed

@@ -1,27 +1,198 @@
-"""Console entry points. Thin: parse arguments, call one function, print one message on error."""
+"""Console entry points: parse arguments, call the Python API, print one line on error.
+
+Every command runs inside :func:`guarded`: a user error (:class:`EvalkitError`) prints
+``evalkit: error: ...`` and exits 2; anything unexpected prints one line naming a log file
+that holds the full trace and exits 1; no traceback reaches the terminal unless
+``--verbose`` / ``verbose=true``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import logging
+import os
 import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
+from evalkit.errors import ConfigError, EvalkitError, problem
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+ERROR_LOG = "evalkit-error.log"
 log = logging.getLogger("evalkit")
 
 
-def _fail(error: Exception, verbose: bool) -> None:
-    if verbose:
-        raise error
-    print(f"evalkit: error: {error}", file=sys.stderr)
-    sys.exit(2)
+def _write_trace(error: BaseException, log_dir: Path | None) -> Path:
+    """Write the full trace of an unexpected error; returns the file."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    for folder in (log_dir, Path(tempfile.gettempdir())):
+        if folder is None:
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / (ERROR_LOG if folder == log_dir else f"evalkit-error-{os.getpid()}.log")
+            path.write_text(text, encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return Path("(could not write the trace)")
+
+
+def guarded(body: Callable[[], object], verbose: bool, log_dir: Path | None = None) -> object:
+    """Run ``body``; turn every exception into one line and an exit code."""
+    try:
+        return body()
+    except SystemExit:
+        raise
+    except EvalkitError as error:
+        if verbose:
+            raise
+        print(f"evalkit: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("evalkit: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:
+        if verbose:
+            raise
+        path = _write_trace(error, log_dir)
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        print(
+            f"evalkit: internal error: {type(error).__name__}: {first}; the full trace is in "
+            f"{path} (please report it; verbose=true shows it here)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+# --- evalkit-run -------------------------------------------------------------------------
+
+HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp"}
+HYDRA_FLAGS_WITH_VALUE |= {"--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
+
+
+def _overrides(argv: list[str]) -> list[str]:
+    """The config overrides among ``evalkit-run``'s arguments (not Hydra's own flags)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in HYDRA_FLAGS_WITH_VALUE:
+            skip = True
+            continue
+        if arg.startswith("-") or arg.lstrip("+~").startswith(("hydra.", "hydra/")):
+            continue
+        out.append(arg)
+    return out
+
+
+def _group_options(group: str) -> list[str]:
+    folder = EXPERIMENTS_DIR if group == "experiments" else CONF_DIR / group
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _known_keys() -> list[str]:
+    from dataclasses import fields, is_dataclass
+
+    from evalkit.config.schema import Config
+
+    keys = []
+    for f in fields(Config):
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        if is_dataclass(default):
+            keys += [f"{f.name}.{g.name}" for g in fields(default)]
+        else:
+            keys.append(f.name)
+    return keys
+
+
+def _hydra_message(error: Exception, overrides: list[str]) -> str:
+    """One line for a Hydra composition error, naming the key or option and the choices."""
+    text = str(error)
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        if "/" in key or "." in key:
+            continue
+        options = _group_options(key)
+        if options:
+            for choice in value.split(","):
+                if choice and choice not in options:
+                    return problem(
+                        f"unknown option '{choice}' for {key}",
+                        key,
+                        f"choose one of {options}",
+                    )
+    for item in overrides:
+        key = item.lstrip("+~").partition("=")[0]
+        if "." in key and key not in _known_keys():
+            close = difflib.get_close_matches(key, _known_keys(), n=1)
+            hint = f"did you mean {close[0]}?" if close else "evalkit-run --cfg job lists every key"
+            return problem(f"unknown config key '{key}'", key, hint)
+    first = next((line for line in text.splitlines() if line.strip()), type(error).__name__)
+    return problem(f"invalid overrides: {first}", fix="evalkit-run --cfg job lists every key")
+
+
+@contextlib.contextmanager
+def hydra_errors(overrides: list[str] | None = None) -> Iterator[None]:
+    """Turn Hydra's composition errors into a one-line :class:`ConfigError`."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(_hydra_message(error, overrides or [])) from None
+
+
+def precheck(argv: list[str]) -> None:
+    """Compose and validate what ``evalkit-run ARGS`` would run, before Hydra starts:
+    every value of every swept setting is tried (the others at their first value), so a
+    typo in a sweep fails at once, in one line, not in job 7 of 12."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    import evalkit
+    from evalkit.config import validate
+
+    overrides = _overrides(argv)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as error:  # Hydra's grammar errors
+        raise ConfigError(_hydra_message(error, overrides)) from None
+    firsts, variants = [], []
+    for item in parsed:
+        if item.is_sweep_override():
+            values = list(item.sweep_string_iterator())
+            firsts.append(f"{item.get_key_element()}={values[0]}")
+            variants.append((len(firsts) - 1, item.get_key_element(), values[1:]))
+        else:
+            firsts.append(item.input_line)
+    combos = [firsts]
+    for index, key, values in variants:
+        for value in values:
+            combo = list(firsts)
+            combo[index] = f"{key}={value}"
+            combos.append(combo)
+    for combo in combos:
+        validate(evalkit.compose(combo))
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def run_main() -> None:
     """``evalkit-run [hydra overrides]``: one experiment, or a sweep with ``-m``."""
+    argv = sys.argv[1:]
+    verbose = any(a in ("verbose=true", "verbose=True") for a in argv)
     if not (CONF_DIR / "config.yaml").is_file():
         print(
             f"evalkit: error: config folder not found at {CONF_DIR}; install from a clone "
@@ -29,6 +200,8 @@ def run_main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+    if not any(a in ("--help", "-h", "--hydra-help", "--info") for a in argv):
+        guarded(lambda: precheck(argv), verbose)
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
@@ -37,28 +210,30 @@ def run_main() -> None:
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _task(cfg: DictConfig) -> float | None:
-        from evalkit.runner import run_experiment
-        from evalkit.summary import print_summary
-
-        verbose = bool(cfg.get("verbose", False))
         folder = Path(HydraConfig.get().runtime.output_dir)
         try:
-            metrics = run_experiment(cfg, folder)
-        except EvalkitError as error:
-            _fail(error, verbose)
-            return None
-        if "encoded" in metrics:
-            print(f"encoded {metrics['encoded']} in {metrics['seconds']:.1f}s -> {folder}")
-            return None
-        latency_path = folder / "latency.json"
-        import json
-
-        latency = json.loads(latency_path.read_text()) if latency_path.is_file() else None
-        print_summary(metrics, latency, str(folder))
-        stage = metrics.get("reranked") or metrics["first_stage"]
-        return next(iter(stage.values()))
+            return guarded(lambda: _run_one(cfg, folder), bool(cfg.get("verbose")), folder)
+        finally:
+            _remove_if_empty(folder)
 
     _task()
+
+
+def _run_one(cfg, folder: Path) -> float | None:
+    from evalkit.runner import encode_shards, run_experiment
+    from evalkit.summary import print_summary
+
+    if cfg.retriever.get("shard_job"):
+        summary = encode_shards(cfg, folder)
+        print(f"encoded {summary['encoded']} in {summary['seconds']:.1f}s -> {folder}")
+        return None
+    result = run_experiment(cfg, folder)
+    print_summary(result)
+    stage = result.metrics.get("reranked") or result.metrics["first_stage"]
+    return next(iter(stage.values()))
+
+
+# --- evalkit-report / evalkit-decide / evalkit-cache ---------------------------------------
 
 
 def report_main(argv: list[str] | None = None) -> None:
@@ -68,29 +243,27 @@ def report_main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--baseline",
         default="auto",
-        help="run name to compare against (default: the same first stage without reranking)",
+        help="system label to compare against (default: each system's own first stage)",
     )
-    parser.add_argument("--metric", default="nDCG@10", help="headline measure for plots")
+    parser.add_argument("--metric", default="nDCG@10", help="headline measure")
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: RESULTS_DIR/report)"
     )
-    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap samples")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap samples (>= 100)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    try:
+
+    def body():
         from evalkit.report import build_report
 
-        out = build_report(
-            args.results_dir,
-            out_dir=args.out,
-            baseline=args.baseline,
-            metric=args.metric,
-            bootstrap=args.bootstrap,
+        started = time.perf_counter()
+        out = build_report(args.results_dir, args.out, args.baseline, args.metric, args.bootstrap)
+        print(
+            f"report written to {out}/report.md and {out}/report.html "
+            f"({time.perf_counter() - started:.1f}s)"
         )
-    except EvalkitError as error:
-        _fail(error, args.verbose)
-        return
-    print(f"report written to {out}/report.md and {out}/report.html")
+
+    guarded(body, args.verbose)
 
 
 def decide_main(argv: list[str] | None = None) -> None:
@@ -113,25 +286,26 @@ def decide_main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        from evalkit.decide import decide, render_decision
+
+    def body():
+        import evalkit
         from evalkit.io import write_json
 
-        decision = decide(
+        decision = evalkit.decide(
             args.results_dir,
             p95_ms=args.p95_ms,
             qps=args.qps,
             metric=args.metric,
             min_gain=args.min_gain,
             alpha=args.alpha,
+            dataset=args.dataset,
         )
-    except EvalkitError as error:
-        _fail(error, args.verbose)
-        return
-    out = args.out or args.results_dir / "decision.json"
-    write_json(out, decision)
-    print(render_decision(decision))
-    print(f"\n(written to {out})")
+        out = args.out or args.results_dir / "decision.json"
+        write_json(out, decision.to_json())
+        print(decision.render())
+        print(f"\n(written to {out})")
+
+    guarded(body, args.verbose)
 
 
 def cache_main(argv: list[str] | None = None) -> None:
@@ -139,13 +313,20 @@ def cache_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="evalkit-cache", description=cache_main.__doc__)
     parser.add_argument("action", choices=["info", "clear"])
     parser.add_argument("--dir", default="~/.cache/evalkit")
+    parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    from evalkit.cache import clear_cache
 
-    root = Path(args.dir).expanduser()
-    if args.action == "clear":
-        freed = clear_cache(root)
-        print(f"cleared {root} ({freed / 2**20:.1f} MiB)")
-        return
-    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
-    print(f"{root}: {size / 2**20:.1f} MiB")
+    def body():
+        from evalkit.cache import cache_sizes, clear_cache
+
+        root = Path(args.dir).expanduser()
+        if args.action == "clear":
+            freed = clear_cache(root)
+            print(f"cleared {root} ({freed / 2**20:.1f} MiB)")
+            return
+        sizes = cache_sizes(root)
+        for kind, size in sizes.items():
+            print(f"{kind:<14} {size / 2**20:10.1f} MiB")
+        print(f"{'total':<14} {sum(sizes.values()) / 2**20:10.1f} MiB  ({root})")
+
+    guarded(body, args.verbose)

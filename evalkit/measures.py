@@ -63,6 +63,7 @@ def parse_measures(names: Iterable[str], relevance_level: int = 1) -> list:
                     "use ir_measures names such as nDCG@10, P@10, RR@10, R@100, AP, Judged@10",
                 )
             ) from None
+        _check_params(measure, name)
         if (
             relevance_level != 1
             and "rel" in getattr(measure, "SUPPORTED_PARAMS", {})
@@ -71,6 +72,54 @@ def parse_measures(names: Iterable[str], relevance_level: int = 1) -> list:
             measure = measure(rel=relevance_level)
         measures.append(measure)
     return measures
+
+
+def _check_params(measure, name: str) -> None:
+    """Cutoffs and relevance levels must be >= 1 (0 aborts trec_eval's C code)."""
+    for param in ("cutoff", "rel"):
+        value = measure.params.get(param)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(
+                problem(
+                    f"measure '{name}' has {param}={value!r}; it must be an integer >= 1",
+                    "eval.metrics",
+                    "use e.g. nDCG@10, P(rel=2)@10",
+                )
+            )
+
+
+def unique_measures(measures: Iterable) -> list:
+    """Measures as a set that keeps the first order: ``R@100`` asked twice is one column.
+
+    Example:
+        >>> [str(m) for m in unique_measures(parse_measures(["R@100", "AP", "R@100"]))]
+        ['R@100', 'AP']
+    """
+    seen: dict[str, object] = {}
+    for measure in measures:
+        seen.setdefault(str(measure), measure)
+    return list(seen.values())
+
+
+def measure_name(name: str, relevance_level: int = 1) -> str:
+    """The column name a measure string has on a dataset with this relevance level.
+
+    Example:
+        >>> measure_name("P@10", relevance_level=2)
+        'P(rel=2)@10'
+    """
+    return str(parse_measures([name], relevance_level)[0])
+
+
+def measure_sort_key(name: str) -> tuple:
+    """Order measure names by family, then cutoff as a number (``P@5`` before ``P@10``)."""
+    measure = ir_measures.parse_measure(name)
+    cutoff = measure.params.get("cutoff")
+    return (
+        measure.NAME,
+        str({k: v for k, v in measure.params.items() if k != "cutoff"}),
+        cutoff if cutoff is not None else float("inf"),
+    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +168,7 @@ def evaluate(run: pd.DataFrame, qrels: pd.DataFrame, measures: Sequence) -> Eval
             RELEVANCE: qrels[RELEVANCE].astype(int),
         }
     )
+    measures = unique_measures(measures)
     names = [str(m) for m in measures]
     rows = [
         (metric.query_id, str(metric.measure), float(metric.value))

@@ -1,9 +1,13 @@
-"""Two-stage retrieval: first stage -> (optional) reranking, with throughput counters.
+"""Two-stage retrieval: first stage -> (optional) reranker over the top ``depth``.
 
-``TwoStage(retriever, scorer, depth, first_stage_k).run(dataset)`` returns both runs and
-offline throughput (the whole query set in large batches: docs/s for indexing, queries/s
-for search, pairs/s for reranking). Online per-query latency is measured separately by
-:mod:`evalkit.timing`, never mixed with these numbers.
+:class:`TwoStage` owns the depth and times its own stages:
+
+* :meth:`TwoStage.run` - the batched evaluation pass over every query (offline
+  throughput: docs/s indexing, queries/s search, pairs/s reranking);
+* :meth:`TwoStage.online_stages` - the same system as per-query stages for the online
+  latency pass (:func:`evalkit.timing.measure_online`);
+* :meth:`TwoStage.pair_throughput` - the one definition of sustained pairs/s: a seeded
+  sample of the run's own top-``depth`` pairs, scored without the cache.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from evalkit.cache import PairScoreCache, cached_file, digest, texts_digest
+from evalkit.rerank.base import Reranker, head_pairs
 from evalkit.rerank.engine import rerank
-from evalkit.retrieve.base import document_texts, exclude_self_matches
-from evalkit.types import Dataset, check_run
+from evalkit.retrieve.base import document_texts, exclude_self_matches, query_texts_by_id
+from evalkit.timing import Clock, Stage
+from evalkit.types import QUERY_ID, Dataset, check_run
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +46,23 @@ class TwoStage:
     """First stage, then the reranker over the top ``depth`` candidates.
 
     Args:
-        retriever: object with ``index(corpus)`` and ``search(queries, k)``.
-        scorer: pair scorer for the second stage, or None (no reranking).
+        retriever: object with ``index(corpus)``, ``search(queries, k)`` and ``fingerprint``.
+        scorer: a :class:`~evalkit.rerank.base.Reranker`, or None (no reranking).
         depth: candidates reranked per query.
         first_stage_k: candidates the first stage returns (the tail beyond ``depth`` is kept).
         pair_cache: optional pair-score cache.
-        run_cache_dir: optional folder for cached first-stage runs (keyed by
-            ``retriever_key`` + corpus + queries + k).
+        run_cache_dir: optional folder for cached first-stage runs (keyed by the retriever's
+            fingerprint + corpus + queries + k).
     """
 
     def __init__(
         self,
         retriever,
-        scorer=None,
+        scorer: Reranker | None = None,
         depth: int = 100,
         first_stage_k: int = 1000,
         pair_cache: PairScoreCache | None = None,
         run_cache_dir: Path | None = None,
-        retriever_key: str | None = None,
         show_progress: bool = True,
     ) -> None:
         self.retriever = retriever
@@ -65,17 +71,25 @@ class TwoStage:
         self.first_stage_k = first_stage_k
         self.pair_cache = pair_cache
         self.run_cache_dir = run_cache_dir
-        self.retriever_key = retriever_key
         self.show_progress = show_progress
         self._indexed_corpus: str | None = None
+
+    @property
+    def device(self) -> str | None:
+        """Where the models run (``cuda`` needs synchronising while timing)."""
+        for part in (self.scorer, self.retriever):
+            device = getattr(part, "device", None)
+            if device:
+                return str(device)
+        return None
 
     def first_stage(self, dataset: Dataset) -> tuple[pd.DataFrame, dict]:
         """The first-stage run (from the run cache when possible) and its throughput."""
         k = self.first_stage_k + (1 if dataset.exclude_self else 0)
-        if self.run_cache_dir is None or self.retriever_key is None:
+        if self.run_cache_dir is None:
             return self._search(dataset, k)
         key = digest(
-            self.retriever_key,
+            self.retriever.fingerprint,
             texts_digest(document_texts(dataset.corpus)),
             texts_digest(dataset.corpus["doc_id"].astype(str)),
             texts_digest(dataset.queries["query_id"].astype(str)),
@@ -91,7 +105,7 @@ class TwoStage:
             throughput.update(measured, first_stage_cached=False)
             run.to_parquet(path, index=False)
 
-        run = cached_file(self.run_cache_dir / f"{key}.parquet", compute, pd.read_parquet)
+        run = cached_file(self.run_cache_dir / f"{key}.parquet", compute, _read_run)
         return run, throughput
 
     def ensure_indexed(self, dataset: Dataset) -> dict:
@@ -122,9 +136,11 @@ class TwoStage:
         check_run(run, "first-stage run")
         return run, throughput
 
-    def run(self, dataset: Dataset) -> StageRuns:
+    def run(self, dataset: Dataset, rerank_queries: bool = True) -> StageRuns:
+        """The batched evaluation pass; ``rerank_queries=False`` stops after the first
+        stage (cost-only runs, whose reranked quality means nothing)."""
         first, throughput = self.first_stage(dataset)
-        if self.scorer is None:
+        if self.scorer is None or not rerank_queries:
             return StageRuns(first, None, throughput)
         result = rerank(
             first,
@@ -137,5 +153,92 @@ class TwoStage:
         )
         check_run(result.run, "reranked run")
         throughput["rerank_seconds"] = result.stats["seconds_scoring"]
-        throughput["rerank_pairs_per_second"] = result.stats["pairs_per_second"]
         return StageRuns(first, result.run, throughput, result.stats)
+
+    def online_stages(
+        self, doc_text: dict[str, str], depth: int | None = None, exclude_self: bool = False
+    ) -> list[Stage]:
+        """This system as per-query stages for one query ``(query_id, text)``.
+
+        Texts are looked up before timing; tokenisation is inside the rerank stage; the
+        pair cache is not used (a served query is new).
+        """
+        depth = self.depth if depth is None else depth
+        retriever, scorer = self.retriever, self.scorer
+        fetch = max(depth, self.first_stage_k) + (1 if exclude_self else 0)
+        stages: list[Stage] = []
+        if hasattr(retriever, "encode_queries"):
+            stages.append(("query_encoding", lambda q: (q, retriever.encode_queries([q[1]]))))
+            stages.append(
+                (
+                    "first_stage",
+                    lambda state: (
+                        state[0],
+                        retriever.search_embeddings([state[0][0]], state[1], fetch),
+                    ),
+                )
+            )
+        else:
+            stages.append(
+                (
+                    "first_stage",
+                    lambda q: (
+                        q,
+                        retriever.search(pd.DataFrame({QUERY_ID: [q[0]], "text": [q[1]]}), fetch),
+                    ),
+                )
+            )
+        if scorer is not None:
+
+            def rerank_one(state):
+                (query_id, text), run = state
+                _, pairs, _ = head_pairs(run, {str(query_id): text}, doc_text, depth)
+                return scorer.score(pairs)
+
+            stages.append(("rerank", rerank_one))
+        return stages
+
+    def pair_throughput(
+        self,
+        run: pd.DataFrame,
+        queries: pd.DataFrame,
+        doc_text: dict[str, str],
+        pairs: int,
+        seed: int = 0,
+        clock: Clock = time.perf_counter_ns,
+        synchronize=None,
+    ) -> dict:
+        """Sustained pairs/s of the reranker: the one measurement report and decide use.
+
+        A seeded uniform sample of ``pairs`` of the run's own top-``depth`` pairs (every
+        query's candidates can be drawn, so the length mix is the run's), scored in the
+        reranker's batch mode without the cache, after a short warm-up.
+        """
+        if self.scorer is None:
+            return {}
+        _, all_pairs, _ = head_pairs(run, query_texts_by_id(queries), doc_text, self.depth)
+        if not all_pairs:
+            return {}
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(len(all_pairs), size=min(pairs, len(all_pairs)), replace=False)
+        sample = [all_pairs[i] for i in np.sort(chosen)]
+        sync = synchronize or (lambda: None)
+        self.scorer.score(sample[: min(len(sample), 16)])  # warm-up
+        sync()
+        start = clock()
+        self.scorer.score(sample)
+        sync()
+        seconds = (clock() - start) / 1e9
+        return {
+            "rerank_pairs_per_second": len(sample) / seconds if seconds else None,
+            "rerank_pairs_per_second_source": (
+                f"{len(sample)} of the run's own top-{self.depth} pairs (seeded sample), "
+                "scored without the cache"
+            ),
+        }
+
+
+def _read_run(path: Path) -> pd.DataFrame:
+    run = pd.read_parquet(path)
+    check_run(run, f"cached first-stage run {path.name}")
+    return run

@@ -45,82 +45,106 @@ def _save(figure, out: Path, name: str) -> str:
 
 
 def write_plots(report: Report, out: Path) -> list[str]:
+    """The report's figures (PNG + SVG); returns their names."""
     import matplotlib
 
     matplotlib.use("Agg")
+    rows = report.headline()
+    names = [
+        name
+        for name in (
+            _quality_vs_latency(rows, report.metric, out),
+            *_versus_depth(rows, report.metric, out),
+            _per_query_difference(report, rows, out),
+        )
+        if name
+    ]
+    return names
+
+
+def _quality_vs_latency(rows, metric: str, out: Path) -> str | None:
+    """Quality against p95 latency. Points are numbered and the numbers listed beside the
+    axes, so long system labels never overlap each other."""
     import matplotlib.pyplot as plt
 
-    metric = report.metric
-    rows = report.table[report.table.measure == metric]
-    names: list[str] = []
+    timed = rows.dropna(subset=["p95_ms"]).reset_index(drop=True)
+    if not len(timed):
+        return None
+    figure, (axes, legend) = plt.subplots(
+        1, 2, figsize=(11, 4.8), gridspec_kw={"width_ratios": [3, 2]}
+    )
+    lines = []
+    for dataset, group in timed.groupby("dataset"):
+        axes.scatter(group.p95_ms, group["mean"], label=dataset)
+        for index, row in group.iterrows():
+            number = index + 1
+            axes.annotate(
+                str(number),
+                (row.p95_ms, row["mean"]),
+                fontsize=8,
+                xytext=(4, 2),
+                textcoords="offset points",
+            )
+            lines.append(f"{number}. {row.system} ({dataset})")
+        front = group.iloc[pareto_frontier(group.p95_ms.tolist(), group["mean"].tolist())]
+        axes.plot(front.p95_ms, front["mean"], "--", color="grey", linewidth=1)
+    axes.set_xscale("log")
+    axes.margins(x=0.15, y=0.1)
+    axes.set_xlabel("p95 latency per query (ms, log)")
+    axes.set_ylabel(metric)
+    axes.set_title(f"{metric} vs p95 latency (dashed: Pareto frontier)", fontsize=10)
+    axes.legend(fontsize=8)
+    legend.axis("off")
+    legend.text(0, 1, "\n".join(lines), va="top", fontsize=7, family="monospace", wrap=True)
+    return _save(figure, out, "quality_vs_latency")
 
-    timed = rows.dropna(subset=["p95_ms"])
-    if len(timed):
-        figure, axes = plt.subplots(figsize=(7, 4.5))
-        for dataset, group in timed.groupby("dataset"):
-            axes.scatter(group.p95_ms, group["mean"], label=dataset)
-            for _, row in group.iterrows():
-                axes.annotate(
-                    row.system,
-                    (row.p95_ms, row["mean"]),
-                    fontsize=7,
-                    xytext=(3, 3),
-                    textcoords="offset points",
-                )
-            front = group.iloc[pareto_frontier(group.p95_ms.tolist(), group["mean"].tolist())]
-            axes.plot(front.p95_ms, front["mean"], "--", color="grey", linewidth=1)
-        axes.set_xscale("log")
-        axes.margins(x=0.25)  # room for the labels of the outermost points
-        axes.set_xlabel("p95 latency per query (ms, log)")
-        axes.set_ylabel(metric)
-        axes.set_title(f"{metric} vs p95 latency (dashed: Pareto frontier)")
-        axes.legend(fontsize=8)
-        names.append(_save(figure, out, "quality_vs_latency"))
+
+def _versus_depth(rows, metric: str, out: Path) -> list[str]:
+    import matplotlib.pyplot as plt
 
     reranked = rows.dropna(subset=["depth"])
-    if reranked.depth.nunique() > 1:
-        for column, label, name in (
-            ("mean", metric, "quality_vs_depth"),
-            ("p95_ms", "p95 latency (ms)", "latency_vs_depth"),
-        ):
-            figure, axes = plt.subplots(figsize=(6, 4))
-            for (dataset, retriever, reranker), group in reranked.groupby(
-                ["dataset", "retriever", "reranker"]
-            ):
-                group = group.sort_values("depth")
-                axes.plot(
-                    group.depth,
-                    group[column],
-                    marker="o",
-                    label=f"{dataset}: {retriever} → {reranker}",
-                )
-            axes.set_xscale("log")
-            depths = sorted(reranked.depth.unique())
-            axes.set_xticks(depths, [str(int(d)) for d in depths])
-            axes.minorticks_off()
-            axes.set_xlabel("depth (candidates reranked)")
-            axes.set_ylabel(label)
-            axes.legend(fontsize=7)
-            names.append(_save(figure, out, name))
+    if reranked.depth.nunique() < 2:
+        return []
+    names = []
+    for column, label, name in (
+        ("mean", metric, "quality_vs_depth"),
+        ("p95_ms", "p95 latency (ms)", "latency_vs_depth"),
+    ):
+        figure, axes = plt.subplots(figsize=(6.5, 4))
+        curves = reranked.assign(curve=reranked.system.str.replace(r"@\d+", "", regex=True))
+        for (dataset, curve), group in curves.groupby(["dataset", "curve"]):
+            group = group.sort_values("depth")
+            axes.plot(group.depth, group[column], marker="o", label=f"{dataset}: {curve}")
+        axes.set_xscale("log")
+        depths = sorted(int(d) for d in reranked.depth.unique())
+        axes.set_xticks(depths, [str(d) for d in depths])
+        axes.minorticks_off()
+        axes.set_xlabel("depth (candidates reranked)")
+        axes.set_ylabel(label)
+        axes.legend(fontsize=7)
+        names.append(_save(figure, out, name))
+    return names
+
+
+def _per_query_difference(report: Report, rows, out: Path) -> str | None:
+    import matplotlib.pyplot as plt
 
     compared = rows.dropna(subset=["gain"])
-    if len(compared):
-        best = compared.sort_values("mean", ascending=False).iloc[0]
-        system = next(
-            s for s in report.systems if s.name == best.system and s.dataset == best.dataset
-        )
-        base = next(
-            s for s in report.systems if s.name == best.baseline and s.dataset == best.dataset
-        )
-        common = system.per_query.index.intersection(base.per_query.index)
-        diff = system.per_query.loc[common, metric] - base.per_query.loc[common, metric]
-        figure, axes = plt.subplots(figsize=(6, 4))
-        axes.hist(diff.to_numpy(), bins=np.linspace(-1, 1, 41))
-        axes.axvline(0, color="black", linewidth=0.8)
-        axes.set_xlabel(f"per-query {metric}: {best.system} − {best.baseline}")
-        axes.set_ylabel("queries")
-        names.append(_save(figure, out, "per_query_difference"))
-    return names
+    if not len(compared):
+        return None
+    best = compared.sort_values("mean", ascending=False).iloc[0]
+    by_label = {(s.dataset, report.labels[s.key]): s for s in report.systems}
+    system = by_label[(best.dataset, best.system)]
+    base = by_label[(best.dataset, best.baseline)]
+    measure = best.measure
+    common = system.per_query.index.intersection(base.per_query.index)
+    diff = system.per_query.loc[common, measure] - base.per_query.loc[common, measure]
+    figure, axes = plt.subplots(figsize=(6.5, 4))
+    axes.hist(diff.to_numpy(), bins=np.linspace(-1, 1, 41))
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set_xlabel(f"per-query {measure}: {best.system} − {best.baseline}", fontsize=8)
+    axes.set_ylabel("queries")
+    return _save(figure, out, "per_query_difference")
 
 
 def write_depth_curve(curve: list[dict], out: Path) -> None:

@@ -1,207 +1,186 @@
-"""Aggregate finished runs: one tidy table with CIs, paired significance, latency; plots.
+"""Comparisons: result folders -> systems -> one tidy table with CIs and paired tests.
 
-Every run folder contributes up to two *systems*: its first stage alone, and (when it
-reranked) the two-stage system. Identical first stages from several runs are one system.
-Each system is compared with a baseline on the same queries — by default its own first
-stage, i.e. "what did reranking buy?" — with a paired t-test and a paired randomisation
-test, Holm-corrected per measure across the sweep.
+Every run contributes up to two *systems* (:meth:`RunResult.systems`): its first stage,
+and the two-stage system when it reranked. Systems are identified by everything that
+changes their numbers (:class:`~evalkit.results.Identity`), never by a name: different
+systems are never merged, and one system found in several folders (a rerun) is counted
+once — the report says which folder it used. Each reranked system is compared with its
+own first stage (matched by identity; measured alone when such a run exists) on the same
+queries, with a paired t-test and a paired randomisation test, Holm-corrected per measure
+across the sweep.
 """
 
 from __future__ import annotations
 
 import base64
-import json
+import html
 import logging
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
 from evalkit.errors import DataError, problem
-from evalkit.io import COMPLETE, write_parquet, write_text
+from evalkit.io import write_parquet, write_text
+from evalkit.measures import measure_name, measure_sort_key
+from evalkit.results import RunResult, System, find_results
 from evalkit.stats import bootstrap_ci, compare_paired, holm
-from evalkit.timing import summarize
 
 log = logging.getLogger(__name__)
 
-FIRST_STAGE_PARTS = ("query_encoding", "first_stage")
+TEST_COLUMNS = (
+    "gain",
+    "gain_ci_low",
+    "gain_ci_high",
+    "p_ttest",
+    "p_randomization",
+    "wins",
+    "ties",
+    "losses",
+)
+COUNT_COLUMNS = ("wins", "ties", "losses", "depth", "queries")
+MS_COLUMNS = ("p50_ms", "p95_ms", "p95_ci_low_ms", "p95_ci_high_ms", "p99_ms")
+RATE_COLUMNS = ("qps", "pairs_per_second")
+P_COLUMNS = ("p_ttest", "p_randomization", "p_ttest_holm", "p_randomization_holm")
+SIGNED_COLUMNS = ("gain", "gain_ci_low", "gain_ci_high")
 
 
-@dataclass
-class System:
-    """One evaluated configuration and what was measured about it."""
+def collect_systems(results: Iterable[RunResult]) -> tuple[list[System], list[str]]:
+    """One :class:`System` per identity, and notes on the folders that were set aside.
 
-    name: str
-    dataset: str
-    retriever: str
-    reranker: str
-    depth: int | None
-    folder: Path
-    per_query: pd.DataFrame  # index query_id, columns measure
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    qps: float | None = None
-    pairs_per_second: float | None = None
-    recall_at_depth: float | None = None
-    quality_meaningful: bool = True
-    hardware: str = ""
-    first_stage_name: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def reranked(self) -> bool:
-        return self.depth is not None
-
-
-def find_runs(results_dir: Path) -> list[Path]:
-    """Every complete run folder below ``results_dir`` (incomplete ones are skipped)."""
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise DataError(problem(f"results folder does not exist: {results_dir}"))
-    folders = sorted(p.parent for p in results_dir.rglob(COMPLETE))
-    incomplete = sorted(
-        p.parent for p in results_dir.rglob("metrics.json") if p.parent not in set(folders)
-    )
-    for folder in incomplete:
-        log.warning("skipping incomplete run %s (no %s)", folder, COMPLETE)
-    if not folders:
-        raise DataError(
-            problem(
-                f"no finished runs below {results_dir}",
-                fix="run evalkit-run (or a sweep with -m) into this folder first",
+    A first stage measured alone (a ``reranker=none`` run) is preferred over the same first
+    stage taken from a reranked run: its latency is its own. Otherwise the newest folder
+    (by its completion marker) is used.
+    """
+    chosen: dict[str, System] = {}
+    newest: dict[str, float] = {}
+    for result in results:
+        stamp = _finished_at(result)
+        for system in result.systems():
+            key = system.key
+            current = chosen.get(key)
+            better = current is None or (
+                (system.measured_alone, stamp) > (current.measured_alone, newest[key])
             )
-        )
-    return folders
-
-
-def _hardware(env: dict) -> str:
-    hw = env.get("hardware", {})
-    return hw.get("gpu") or f"{hw.get('cpu', '?')} x{hw.get('cpu_count', '?')}"
-
-
-def _latency(online: dict | None, parts: tuple[str, ...] | None) -> tuple:
-    """(p50, p95, qps) of the whole system (parts=None) or of the given stages summed."""
-    if not online:
-        return None, None, None
-    if parts is None:
-        total = online.get("total") or {}
-        return total.get("p50_ms"), total.get("p95_ms"), total.get("qps")
-    per_query = online.get("per_query_ms") or {}
-    present = [per_query[p] for p in parts if p in per_query]
-    if not present:
-        return None, None, None
-    summed = np.sum(np.asarray(present, dtype=np.float64), axis=0)
-    stats = summarize(summed.tolist())
-    concurrency = (online.get("conditions") or {}).get("concurrency", 1)
-    qps = concurrency * len(summed) / (summed.sum() / 1000) if summed.sum() else None
-    return stats["p50_ms"], stats["p95_ms"], qps
-
-
-def _stage_table(per_query: pd.DataFrame, stage: str, metrics: dict) -> pd.DataFrame:
-    """One stage's per-query values as a query_id x measure table, in metrics.json order."""
-    table = per_query[per_query.stage == stage].pivot(
-        index="query_id", columns="measure", values="value"
-    )
-    return table[list(metrics[stage])]
-
-
-def load_systems(results_dir: Path) -> list[System]:
-    systems: dict[str, System] = {}
-    for folder in find_runs(results_dir):
-        config = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"))
-        metrics = json.loads((folder / "metrics.json").read_text())
-        latency = json.loads((folder / "latency.json").read_text())
-        env = json.loads((folder / "env.json").read_text())
-        per_query = pd.read_parquet(folder / "per_query.parquet")
-        dataset = metrics.get("dataset") or config["dataset"]["name"]
-        retriever = config["retriever"]["name"]
-        first_name = f"{retriever}"
-        online = latency.get("online")
-        hardware = _hardware(env)
-        key = f"{dataset}|{first_name}|{config['pipeline']['first_stage_k']}"
-        if key not in systems:
-            p50, p95, qps = _latency(online, FIRST_STAGE_PARTS)
-            systems[key] = System(
-                name=first_name,
-                dataset=dataset,
-                retriever=retriever,
-                reranker="none",
-                depth=None,
-                folder=folder,
-                per_query=_stage_table(per_query, "first_stage", metrics),
-                p50_ms=p50,
-                p95_ms=p95,
-                qps=qps,
-                pairs_per_second=None,
-                hardware=hardware,
-                quality_meaningful=config["retriever"].get("weights") != "random",
-                extra={"search_qps": latency["offline"].get("search_queries_per_second")},
+            same_kind = current is not None and current.measured_alone == system.measured_alone
+            if better:
+                if same_kind:  # a rerun of the same system: remember the folder set aside
+                    system.also_in = [*current.also_in, current.folder]
+                chosen[key], newest[key] = system, stamp
+            elif same_kind:
+                current.also_in.append(system.folder)
+    notes = []
+    labels = label_systems(list(chosen.values()))
+    for system in chosen.values():
+        reruns = [f for f in system.also_in if f != system.folder]
+        if reruns:
+            notes.append(
+                f"{labels[system.key]} ({system.dataset}) was found in {len(reruns) + 1} "
+                f"folders (reruns of one system): used {system.folder}, set aside "
+                + ", ".join(str(f) for f in reruns)
             )
-        if "reranked" not in metrics:
+    return list(chosen.values()), notes
+
+
+def _finished_at(result: RunResult) -> float:
+    from evalkit.results import COMPLETE
+
+    try:
+        return (result.folder / COMPLETE).stat().st_mtime if result.folder else 0.0
+    except OSError:
+        return 0.0
+
+
+def _short(value: object) -> str:
+    """A setting's value as a label shows it: paths by their last part, hashes short."""
+    text = str(value)
+    if text.startswith(("local:", "hub:")):
+        return text.split("|", 1)[0][-8:]
+    if "/" in text:
+        return text.rstrip("/").rsplit("/", 1)[-1]
+    return text
+
+
+def label_systems(systems: Sequence[System]) -> dict[str, str]:
+    """Readable, unique labels: the name plus only the settings that differ.
+
+    Systems sharing a readable name on one dataset get ``[setting=value, ...]`` with the
+    settings whose values differ among them (``bm25 → biencoder@5 [max_length=32]``).
+
+    Example: two ``bm25 → biencoder@5`` systems differing in ``reranker.max_length`` are
+    labelled ``bm25 → biencoder@5 [max_length=32]`` and ``... [max_length=256]``.
+    """
+    groups: dict[tuple[str, str], list[System]] = {}
+    for system in systems:
+        groups.setdefault((system.dataset, system.identity.name()), []).append(system)
+    labels: dict[str, str] = {}
+    for (_, name), members in groups.items():
+        if len(members) == 1:
+            labels[members[0].key] = name
             continue
-        depth = int(config["pipeline"]["depth"])
-        reranker = config["reranker"]["name"]
-        name = f"{retriever} → {reranker}@{depth}"
-        p50, p95, qps = _latency(online, None)
-        systems[f"{dataset}|{name}"] = System(
-            name=name,
-            dataset=dataset,
-            retriever=retriever,
-            reranker=reranker,
-            depth=depth,
-            folder=folder,
-            per_query=_stage_table(per_query, "reranked", metrics),
-            p50_ms=p50,
-            p95_ms=p95,
-            qps=qps,
-            pairs_per_second=latency["offline"].get("rerank_pairs_per_second"),
-            recall_at_depth=metrics.get("recall_at_depth", {}).get("value"),
-            quality_meaningful=bool(metrics.get("quality_meaningful", True)),
-            hardware=hardware,
-            first_stage_name=first_name,
-            extra={"reranker_model": (env.get("models") or {}).get("reranker")},
-        )
-    _share_pairs_per_second(list(systems.values()))
-    return list(systems.values())
-
-
-def _share_pairs_per_second(systems: list[System]) -> None:
-    """A run whose pairs all came from the cache measured no throughput; borrow the
-    reranker's measured pairs/s on the same hardware and dataset from another run."""
-    measured: dict[tuple, float] = {}
-    for s in systems:
-        if s.reranked and s.pairs_per_second:
-            key = (s.dataset, s.extra.get("reranker_model"), s.hardware)
-            measured[key] = max(measured.get(key, 0.0), s.pairs_per_second)
-    for s in systems:
-        if s.reranked and not s.pairs_per_second:
-            s.pairs_per_second = measured.get(
-                (s.dataset, s.extra.get("reranker_model"), s.hardware)
-            )
+        settings = [m.identity.settings() for m in members]
+        keys = sorted({k for s in settings for k in s})
+        differing = [k for k in keys if len({repr(s.get(k)) for s in settings}) > 1]
+        readable = [k for k in differing if not k.endswith(".fingerprint")] or differing
+        for member, values in zip(members, settings, strict=True):
+            parts = [f"{k.split('.', 1)[1]}={_short(values.get(k))}" for k in readable]
+            labels[member.key] = f"{name} [{', '.join(parts)}]" if parts else name
+        seen: dict[str, int] = {}
+        for member in members:  # identical labels (e.g. same settings, other data): add key
+            seen[labels[member.key]] = seen.get(labels[member.key], 0) + 1
+        for member in members:
+            if seen[labels[member.key]] > 1:
+                labels[member.key] += f" #{member.key[:6]}"
+    return labels
 
 
 @dataclass
 class Report:
-    """The tidy table (one row per system and measure) and the systems behind it."""
+    """The tidy comparison table and the systems behind it.
+
+    ``table`` has one row per (dataset, system, measure) with CIs, the baseline, the
+    paired tests and the system's latency; ``latency_table()`` one row per system
+    (cost-only systems included).
+    """
 
     table: pd.DataFrame
     systems: list[System]
+    labels: dict[str, str]
     metric: str
+    notes: list[str] = field(default_factory=list)
+    bootstrap: int = 2000
+
+    def metric_for(self, dataset: str) -> str:
+        """The headline measure's column name on ``dataset`` (its relevance level)."""
+        levels = {s.relevance_level for s in self.systems if s.dataset == dataset}
+        return measure_name(self.metric, max(levels) if levels else 1)
 
     def headline(self) -> pd.DataFrame:
-        """One row per system for the headline measure, best first."""
-        rows = self.table[self.table.measure == self.metric]
+        """One row per system with meaningful quality, headline measure, best first."""
+        parts = [
+            self.table[
+                (self.table.dataset == dataset)
+                & (self.table.measure == self.metric_for(dataset))
+                & self.table.quality_meaningful
+            ]
+            for dataset in sorted(set(self.table.dataset))
+        ]
+        rows = pd.concat(parts) if parts else self.table.iloc[0:0]
         columns = [
             "dataset",
             "system",
+            "depth",
+            "measure",
             "mean",
             "ci_low",
             "ci_high",
             "baseline",
             "gain",
-            "p_ttest_holm",
+            "gain_ci_low",
+            "gain_ci_high",
             "p_randomization_holm",
             "wins",
             "ties",
@@ -210,83 +189,265 @@ class Report:
             "p50_ms",
             "p95_ms",
             "qps",
+            "pairs_per_second",
+            "folder",
         ]
         return rows[columns].sort_values(["dataset", "mean"], ascending=[True, False])
 
     def means(self) -> pd.DataFrame:
-        return self.table.pivot_table(
+        """Mean of every measure: one row per system, measures in natural order."""
+        wide = self.table.pivot_table(
             index=["dataset", "system"], columns="measure", values="mean", sort=False
         )
+        return wide[sorted(wide.columns, key=measure_sort_key)].reset_index()
+
+    def latency_table(self) -> pd.DataFrame:
+        """Every system's latency with its source (cost-only systems included)."""
+        rows = [
+            {
+                "dataset": s.dataset,
+                "system": self.labels[s.key],
+                "p50_ms": s.latency.p50_ms,
+                "p95_ms": s.latency.p95_ms,
+                "p95_ci_low_ms": _ci(s, 0),
+                "p95_ci_high_ms": _ci(s, 1),
+                "queries": len(s.latency.samples),
+                "qps": s.latency.qps,
+                "pairs_per_second": s.pairs_per_second,
+                "quality_meaningful": s.quality_meaningful,
+                "latency_source": s.latency.source,
+                "folder": str(s.folder),
+            }
+            for s in self.systems
+        ]
+        return pd.DataFrame(rows).sort_values(["dataset", "p95_ms"], na_position="last")
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The tidy table (a copy)."""
+        return self.table.copy()
 
     def to_markdown(self) -> str:
-        return _markdown(self.headline())
+        return render_table(self.headline().drop(columns=["folder"]), "markdown")
+
+    def save(self, out: str | Path, title: str = "evalkit report") -> Path:
+        """Write ``report.md``, ``report.html``, ``report.csv`` / ``.parquet``,
+        ``latency.csv`` and the plots into ``out``."""
+        from evalkit.plots import write_plots
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_parquet(out / "report.parquet", self.table)
+        write_text(out / "report.csv", self.table.to_csv(index=False))
+        write_text(out / "latency.csv", self.latency_table().to_csv(index=False))
+        figures = write_plots(self, out)
+        sections = self._sections(title)
+        markdown = [f"# {title}", ""]
+        for heading, text, frame in sections:
+            markdown += [f"## {heading}", "", text, ""]
+            if frame is not None:
+                markdown += [render_table(frame, "markdown"), ""]
+        markdown += ["## Plots", "", *[f"![{n}]({n}.png)" for n in figures], ""]
+        write_text(out / "report.md", "\n".join(markdown))
+        write_text(out / "report.html", self._html(title, sections, figures, out))
+        return out
+
+    def _sections(self, title: str) -> list[tuple[str, str, pd.DataFrame | None]]:
+        hardware = sorted({s.hardware for s in self.systems})
+        notes = list(self.notes)
+        if len(hardware) > 1:
+            notes.append(
+                f"Runs were measured on different hardware {hardware}: latencies are not "
+                "comparable across them."
+            )
+        if not all(s.quality_meaningful for s in self.systems):
+            notes.append(
+                "Systems with random (cost-only) weights are left out of the quality tables; "
+                "their latency is in the latency table."
+            )
+        intro = (
+            f"{len(self.systems)} systems; headline measure **{self.metric}**; 95% CIs by "
+            f"bootstrap over queries ({self.bootstrap} samples); gain vs the same first stage "
+            "without reranking (matched by identity), paired t-test and randomisation test, "
+            "Holm-corrected per measure across the sweep. Latency: online p50/p95 per query "
+            "(ms), each system from its own measurement."
+        )
+        return [
+            ("Summary", "\n\n".join([intro, *(f"**Note:** {n}" for n in notes)]), None),
+            (
+                "Headline",
+                f"{self.metric} per system, best first (folders: report.csv).",
+                self.headline().drop(columns=["folder"]),
+            ),
+            ("Latency", "Every system, cost-only ones included.", self.latency_table()),
+            ("All measures (means)", "Measures in natural order.", self.means()),
+        ]
+
+    def _html(self, title, sections, figures, out: Path) -> str:
+        images = "".join(
+            f'<figure><img alt="{name}" src="data:image/png;base64,'
+            f'{base64.b64encode((out / f"{name}.png").read_bytes()).decode()}"/>'
+            f"<figcaption>{name}</figcaption></figure>"
+            for name in figures
+        )
+        body = "".join(
+            f"<h2>{html.escape(h)}</h2><p>{_md_to_html(t)}</p>"
+            + (render_table(f, "html") if f is not None else "")
+            for h, t, f in sections
+        )
+        style = (
+            "body{font-family:sans-serif;max-width:1300px;margin:auto}"
+            "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+            "padding:3px 6px;text-align:right}td:nth-child(-n+2){text-align:left}"
+            "img{max-width:620px}"
+        )
+        return (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"{body}<h2>Plots</h2>{images}</body></html>\n"
+        )
 
 
-COUNT_COLUMNS = ("wins", "ties", "losses", "depth")
+def _ci(system: System, side: int) -> float | None:
+    from evalkit.timing import quantile_ci
+
+    if not system.latency.samples:
+        return None
+    return quantile_ci(system.latency.samples)[side]
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    def cell(value, column) -> str:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return "—"
-        if column in COUNT_COLUMNS:
-            return str(int(value))
-        if isinstance(value, float):
-            return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+def _md_to_html(text: str) -> str:
+    escaped = html.escape(text).replace("\n\n", "</p><p>")
+    parts = escaped.split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def format_cell(column: str, value: object) -> str:
+    """One rule for every rendering: counts as integers, milliseconds to 0.1, rates to
+    0.1, p-values to 3 significant digits, gains signed, other numbers to 4 decimals."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if not isinstance(value, int | float | np.number):
         return str(value)
+    if column in COUNT_COLUMNS:
+        return str(int(value))
+    if column in MS_COLUMNS or column in RATE_COLUMNS:
+        return f"{float(value):,.1f}"
+    if column in P_COLUMNS:
+        return f"{float(value):.3g}"
+    if column in SIGNED_COLUMNS:
+        return f"{float(value):+.4f}"
+    return f"{float(value):.4f}"
 
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    body = [
-        "| " + " | ".join(cell(v, c) for v, c in zip(row, frame.columns, strict=True)) + " |"
+
+def render_table(frame: pd.DataFrame, kind: str) -> str:
+    """A frame as a Markdown or HTML table, every cell through :func:`format_cell`."""
+    columns = [str(c) for c in frame.columns]
+    rows = [
+        [format_cell(c, v) for c, v in zip(columns, row, strict=True)]
         for row in frame.itertuples(index=False)
     ]
-    return "\n".join([header, rule, *body])
+    if kind == "markdown":
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def compare(
-    systems: list[System], metric: str, baseline: str = "auto", bootstrap: int = 2000
+    results: str | Path | Sequence[RunResult],
+    metric: str = "nDCG@10",
+    baseline: str = "auto",
+    bootstrap: int = 2000,
 ) -> Report:
-    """Build the tidy comparison table."""
-    by_name = {(s.dataset, s.name): s for s in systems}
+    """Compare every system in ``results`` (a folder or loaded results).
+
+    Args:
+        results: a results folder (searched recursively) or :class:`RunResult` objects.
+        metric: headline measure (an ir_measures name; ``P@10`` means ``P(rel=2)@10`` on a
+            dataset whose relevance level is 2).
+        baseline: ``auto`` (each reranked system vs its own first stage) or a system label.
+        bootstrap: bootstrap samples for the confidence intervals.
+    """
+    if not isinstance(bootstrap, int) or bootstrap < 100:
+        raise DataError(problem(f"--bootstrap must be an integer >= 100, found {bootstrap}"))
+    loaded = find_results(results) if isinstance(results, str | Path) else list(results)
+    systems, notes = collect_systems(loaded)
+    labels = label_systems(systems)
+    report = Report(pd.DataFrame(), systems, labels, metric, notes, bootstrap)
+    for dataset in sorted({s.dataset for s in systems}):
+        name = report.metric_for(dataset)
+        if not any(name in s.per_query.columns for s in systems if s.dataset == dataset):
+            found = sorted({c for s in systems for c in s.per_query.columns}, key=measure_sort_key)
+            raise DataError(
+                problem(
+                    f"measure '{metric}' ({name} on {dataset}) was not computed by these runs",
+                    "--metric",
+                    f"choose one of {found}",
+                )
+            )
+    report.table = _table(systems, labels, baseline, bootstrap)
+    return report
+
+
+def _baselines(systems: list[System], labels: dict[str, str], baseline: str) -> dict:
+    by_key = {s.key: s for s in systems}
+    if baseline == "auto":
+        return {
+            s.key: by_key.get(s.identity.first_stage().key) if s.reranked else None for s in systems
+        }
+    chosen = {}
+    for system in systems:
+        matches = [s for s in systems if labels[s.key] == baseline and s.dataset == system.dataset]
+        if not matches:
+            names = sorted({labels[s.key] for s in systems})
+            raise DataError(
+                problem(
+                    f"baseline '{baseline}' is not among the systems",
+                    "--baseline",
+                    f"choose one of {names}",
+                )
+            )
+        chosen[system.key] = None if matches[0] is system else matches[0]
+    return chosen
+
+
+def _table(systems, labels, baseline: str, bootstrap: int) -> pd.DataFrame:
+    bases = _baselines(systems, labels, baseline)
     rows = []
     for system in systems:
-        if baseline == "auto":
-            base = (
-                by_name.get((system.dataset, system.first_stage_name)) if system.reranked else None
-            )
-        else:
-            base = by_name.get((system.dataset, baseline))
-            if base is None:
-                names = sorted({s.name for s in systems})
-                raise DataError(
-                    problem(
-                        f"baseline '{baseline}' is not among the systems",
-                        fix=f"choose one of {names}",
-                    )
-                )
-            base = None if base is system else base
+        base = bases[system.key]
         for measure in system.per_query.columns:
             values = system.per_query[measure]
             low, high = bootstrap_ci(values.to_numpy(), samples=bootstrap)
             row = {
                 "dataset": system.dataset,
-                "system": system.name,
-                "retriever": system.retriever,
-                "reranker": system.reranker,
-                "depth": system.depth,
+                "system": labels[system.key],
+                "retriever": system.identity.retriever.get("name"),
+                "reranker": (system.identity.reranker or {}).get("name", "none"),
+                "depth": system.identity.depth,
                 "measure": measure,
                 "mean": float(values.mean()),
                 "ci_low": low,
                 "ci_high": high,
-                "baseline": base.name if base is not None else None,
+                "queries": len(values),
+                "baseline": labels[base.key] if base is not None else None,
+                "baseline_folder": str(base.folder) if base is not None else None,
+                "baseline_measured_alone": base.measured_alone if base is not None else None,
                 "recall_at_depth": system.recall_at_depth,
-                "p50_ms": system.p50_ms,
-                "p95_ms": system.p95_ms,
-                "qps": system.qps,
+                "p50_ms": system.latency.p50_ms,
+                "p95_ms": system.latency.p95_ms,
+                "qps": system.latency.qps,
+                "latency_source": system.latency.source,
                 "pairs_per_second": system.pairs_per_second,
                 "hardware": system.hardware,
                 "quality_meaningful": system.quality_meaningful,
+                "key": system.key,
                 "folder": str(system.folder),
             }
             if base is not None and measure in base.per_query.columns:
@@ -296,123 +457,31 @@ def compare(
                     values.loc[common].to_numpy(),
                     samples=bootstrap,
                 )
-                row.update(
-                    gain=result.gain,
-                    gain_ci_low=result.gain_ci_low,
-                    gain_ci_high=result.gain_ci_high,
-                    p_ttest=result.p_ttest,
-                    p_randomization=result.p_randomization,
-                    wins=result.wins,
-                    ties=result.ties,
-                    losses=result.losses,
-                )
+                row.update({c: getattr(result, c) for c in TEST_COLUMNS})
             rows.append(row)
     table = pd.DataFrame(rows)
-    for column in (
-        "gain",
-        "gain_ci_low",
-        "gain_ci_high",
-        "p_ttest",
-        "p_randomization",
-        "wins",
-        "ties",
-        "losses",
-    ):
+    for column in TEST_COLUMNS:
         if column not in table:
             table[column] = np.nan
+    for column in ("wins", "ties", "losses", "depth", "queries"):
+        table[column] = table[column].astype("Int64")
     for test in ("p_ttest", "p_randomization"):
         table[f"{test}_holm"] = np.nan
-        for _, group in table.groupby("measure"):
-            tested = group[test].dropna()
-            if len(tested):
-                table.loc[tested.index, f"{test}_holm"] = holm(tested.tolist())
-    return Report(table=table, systems=systems, metric=metric)
+        tested_rows = table[table.quality_meaningful & table[test].notna()]
+        for _, group in tested_rows.groupby(["dataset", "measure"]):
+            table.loc[group.index, f"{test}_holm"] = holm(group[test].tolist())
+    return table
 
 
 def build_report(
-    results_dir: Path,
-    out_dir: Path | None = None,
+    results_dir: str | Path,
+    out_dir: str | Path | None = None,
     baseline: str = "auto",
     metric: str = "nDCG@10",
     bootstrap: int = 2000,
 ) -> Path:
-    """Write ``report.md``, ``report.html``, ``report.csv``/``.parquet`` and plots."""
-    from evalkit.plots import write_plots
-
+    """``evalkit-report``: compare the runs below ``results_dir`` and write the report."""
     results_dir = Path(results_dir)
+    report = compare(results_dir, metric, baseline, bootstrap)
     out = Path(out_dir) if out_dir else results_dir / "report"
-    systems = load_systems(results_dir)
-    if not any(metric in s.per_query.columns for s in systems):
-        raise DataError(
-            problem(
-                f"measure '{metric}' was not computed by these runs",
-                fix=f"pass --metric with one of {sorted(systems[0].per_query.columns)}",
-            )
-        )
-    report = compare(systems, metric, baseline, bootstrap)
-    out.mkdir(parents=True, exist_ok=True)
-    write_parquet(out / "report.parquet", report.table)
-    write_text(out / "report.csv", report.table.to_csv(index=False))
-    figures = write_plots(report, out)
-    hardware = sorted({s.hardware for s in systems})
-    notes = []
-    if len(hardware) > 1:
-        notes.append(
-            f"**Warning:** runs were measured on different hardware: {hardware}; "
-            "latencies are not comparable across them."
-        )
-    if not all(s.quality_meaningful for s in systems):
-        notes.append(
-            "Systems with random (cost-only) weights: their quality is a plumbing "
-            "check, not a measurement."
-        )
-    means = report.means().reset_index()
-    sections = [
-        f"# evalkit report: {results_dir}",
-        "",
-        f"{len(systems)} systems; headline measure **{metric}**; 95% CIs by paired bootstrap "
-        f"over queries ({bootstrap} samples); gain vs baseline (default: the same first stage "
-        "without reranking) with paired t-test and randomisation test, Holm-corrected per "
-        "measure across the sweep. Latency: online p50/p95 of the whole system (ms).",
-        "",
-        *notes,
-        "",
-        "## Headline",
-        "",
-        report.to_markdown(),
-        "",
-        "## All measures (means)",
-        "",
-        _markdown(means),
-        "",
-        "## Plots",
-        "",
-    ]
-    sections += [f"![{name}]({name}.png)" for name in figures]
-    write_text(out / "report.md", "\n".join(sections) + "\n")
-    write_text(out / "report.html", _html(results_dir, report, means, figures, out, notes, metric))
-    return out
-
-
-def _html(results_dir, report: Report, means, figures, out: Path, notes, metric) -> str:
-    images = "".join(
-        f'<figure><img alt="{name}" src="data:image/png;base64,'
-        f'{base64.b64encode((out / f"{name}.png").read_bytes()).decode()}"/>'
-        f"<figcaption>{name}</figcaption></figure>"
-        for name in figures
-    )
-    notes_html = "".join(f"<p><b>{n}</b></p>" for n in notes)
-    style = (
-        "body{font-family:sans-serif;max-width:1200px;margin:auto}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-        "padding:3px 6px;text-align:right}img{max-width:560px}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>evalkit report</title>"
-        f"<style>{style}</style></head><body><h1>evalkit report: {results_dir}</h1>"
-        f"{notes_html}<h2>Headline ({metric})</h2>"
-        f"{report.headline().to_html(index=False, float_format=lambda v: f'{v:.4f}')}"
-        f"<h2>All measures (means)</h2>"
-        f"{means.to_html(index=False, float_format=lambda v: f'{v:.4f}')}"
-        f"<h2>Plots</h2>{images}</body></html>\n"
-    )
+    return report.save(out, title=f"evalkit report: {results_dir}")

@@ -1,8 +1,9 @@
-"""One experiment, end to end: config -> objects -> runs -> measures -> result folder.
+"""One experiment, end to end: config -> objects -> runs -> measures -> :class:`RunResult`.
 
-The folder is written file by file, each atomically, and ``complete.json`` (holding the
-config hash and code version) last: a folder without it, or with another config's hash,
-is never taken for a finished result.
+Steps: validate the config; claim the run folder (one writer at a time); load the data;
+resume when the folder is finished for the same config, data content and code; otherwise
+run the two stages, evaluate, time, and save the :class:`~evalkit.results.RunResult`
+(every file atomic, the completion marker last).
 """
 
 from __future__ import annotations
@@ -10,38 +11,45 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import OmegaConf
+from filelock import FileLock, Timeout
 
 from evalkit.cache import PairScoreCache, digest
 from evalkit.config import Config, build_retriever, build_scorer, cache_dir, validate
-from evalkit.data import load_dataset
+from evalkit.data import content_digest, load_dataset
 from evalkit.env import code_version, environment
 from evalkit.errors import ConfigError, problem
 from evalkit.faults import checkpoint
-from evalkit.io import COMPLETE, write_json, write_parquet, write_text, write_trec_run
-from evalkit.measures import CONTRACT, evaluate, parse_measures
-from evalkit.pipeline import TwoStage
+from evalkit.io import write_json
+from evalkit.measures import CONTRACT, evaluate, parse_measures, unique_measures
+from evalkit.pipeline import StageRuns, TwoStage
+from evalkit.results import Identity, RunResult, completion, remove_results
 from evalkit.retrieve.base import doc_texts_by_id
-from evalkit.timing import (
-    cuda_synchronizer,
-    latency_conditions,
-    measure_online,
-    pipeline_stages,
-    sample_throughput,
-)
-from evalkit.types import QUERY_ID
+from evalkit.timing import cuda_synchronizer, measure_online
+from evalkit.types import QUERY_ID, Dataset
 
 log = logging.getLogger(__name__)
 
 NON_SEMANTIC = ("show_progress", "verbose")
+# settings that do not change a system's numbers (left out of its identity)
+NOT_IDENTITY = {
+    "batch_size",
+    "device",
+    "shard_size",
+    "shard_job",
+    "chunk_size",
+    "trust_remote_code",
+    "allow_remote_code",
+}
 
 
 def config_hash(config: Config) -> str:
-    """Hash of everything that can change a result (not progress bars or cache location)."""
+    """Hash of everything in the config that can change a result."""
     data = asdict(config)
     for key in NON_SEMANTIC:
         data.pop(key, None)
@@ -49,106 +57,180 @@ def config_hash(config: Config) -> str:
     return digest(json.dumps(data, sort_keys=True))
 
 
-def completion(folder: Path) -> dict | None:
-    marker = Path(folder) / COMPLETE
-    if not marker.is_file():
-        return None
+@contextmanager
+def claim_folder(folder: Path) -> Iterator[None]:
+    """One writer per run folder: a second run into the same folder fails at once."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder.parent / f".{folder.name}.lock"))
     try:
-        return json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(
+            problem(
+                f"another evalkit run is writing into {folder}",
+                "hydra.run.dir",
+                "wait for it to finish, or choose another hydra.run.dir",
+            )
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
-RESULT_FILES = (
-    "config.yaml",
-    "metrics.json",
-    "per_query.parquet",
-    "run.first_stage.trec",
-    "run.reranked.trec",
-    "latency.json",
-    "env.json",
-    "latency_vs_depth.csv",
-    "latency_vs_depth.png",
-    "latency_vs_depth.svg",
-)
+def identity_of(config: Config, dataset: Dataset, data_key: str, pipeline: TwoStage) -> Identity:
+    """Everything that changes this run's numbers (see :class:`~evalkit.results.Identity`)."""
+
+    def settings(section, fingerprint: str) -> dict:
+        values = {k: v for k, v in asdict(section).items() if k not in NOT_IDENTITY}
+        return {**values, "fingerprint": fingerprint}
+
+    reranked = pipeline.scorer is not None
+    return Identity(
+        dataset={
+            "name": dataset.name,
+            "content": data_key,
+            "split": dataset.split,
+            "relevance_level": dataset.relevance_level,
+            "exclude_self": dataset.exclude_self,
+        },
+        retriever=settings(config.retriever, pipeline.retriever.fingerprint),
+        first_stage_k=config.pipeline.first_stage_k,
+        contract=digest(json.dumps(CONTRACT, sort_keys=True)),
+        reranker=settings(config.reranker, pipeline.scorer.fingerprint) if reranked else None,
+        depth=config.pipeline.depth if reranked else None,
+    )
 
 
-def _remove_stale_results(folder: Path) -> None:
-    """An incomplete folder (killed run) may hold files of another config: remove them."""
-    for name in RESULT_FILES:
-        (folder / name).unlink(missing_ok=True)
+def run_experiment(cfg, output_dir: str | Path) -> RunResult:
+    """Run one configured experiment into ``output_dir`` and return its result.
 
-
-def run_experiment(cfg, output_dir: str | Path) -> dict:
-    """Run one configured experiment into ``output_dir``; returns ``metrics.json``'s content.
-
-    A folder already complete for the same config hash and code version is skipped
-    (resume); one complete for a different config is refused rather than overwritten.
+    A folder already finished for the same config, data content and code version is
+    returned as it is (resume); one finished for a different config is refused, never
+    overwritten.
     """
     config = validate(cfg)
     folder = Path(output_dir)
-    chash, version = config_hash(config), code_version()
-    done = completion(folder)
-    if done is not None:
-        if done.get("config_hash") == chash and done.get("code_version") == version:
-            log.info("%s is complete for this config; skipping", folder)
-            return json.loads((folder / "metrics.json").read_text())
-        if done.get("config_hash") != chash:
+    parse_measures(config.eval.metrics)  # fail fast on a bad measure name
+    if config.retriever.shard_job is not None:
+        raise ConfigError(
+            problem(
+                "retriever.shard_job encodes corpus shards only; it has no result to return",
+                "retriever.shard_job",
+                "call evalkit.runner.encode_shards (evalkit-run does this for you)",
+            )
+        )
+    with claim_folder(folder):
+        chash, version = config_hash(config), code_version()
+        done = completion(folder)
+        if done is not None and done.get("config_hash") != chash:
             raise ConfigError(
                 problem(
                     f"{folder} holds a finished run of a different config "
                     f"(hash {done.get('config_hash')}, this one {chash})",
-                    fix="choose another hydra.run.dir, or delete the folder",
+                    "hydra.run.dir",
+                    "choose another hydra.run.dir, or delete the folder",
                 )
             )
-        log.warning(
-            "%s was made by code %s, now %s: recomputing", folder, done.get("code_version"), version
+        started = time.perf_counter()
+        dataset = load_dataset(config.dataset, cache_dir(config))
+        data_key = content_digest(dataset)
+        if done is not None:
+            if done.get("data_digest") == data_key and done.get("code_version") == version:
+                log.info("%s is complete for this config and data; skipping", folder)
+                return RunResult.load(folder)
+            log.warning(
+                "%s was made from other %s: recomputing",
+                folder,
+                "data" if done.get("data_digest") != data_key else "code",
+            )
+        remove_results(folder)
+        checkpoint("after_cleanup")
+        result = _run(config, dataset, data_key)
+        result.save(
+            folder,
+            {
+                "config_hash": chash,
+                "data_digest": data_key,
+                "code_version": version,
+                "seconds": time.perf_counter() - started,
+            },
         )
-        (folder / COMPLETE).unlink()
-    measures = parse_measures(config.eval.metrics)  # fail fast on a bad measure name
-    if config.retriever.shard_job is not None:
-        return _encode_shards_only(config, folder)
-    _remove_stale_results(folder)
-    started = time.perf_counter()
-    dataset = load_dataset(config.dataset, cache_dir(config))
-    measures = parse_measures(config.eval.metrics, dataset.relevance_level)
-    retriever = build_retriever(config)
-    scorer = build_scorer(config)
-    pair_cache = (
-        PairScoreCache(cache_dir(config) / "pair_scores.sqlite") if config.cache.enabled else None
+        return result
+
+
+def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
+    measures = unique_measures(
+        [
+            *parse_measures(config.eval.metrics, dataset.relevance_level),
+            *parse_measures([f"R@{config.pipeline.depth}"], dataset.relevance_level),
+        ]
     )
-    retriever_key = digest(
-        json.dumps(asdict(config.retriever), sort_keys=True),
-        getattr(getattr(retriever, "encoder", None), "fingerprint", ""),
+    pipeline = build_pipeline(config)
+    cost_only = config.reranker.weights == "random" or config.retriever.weights == "random"
+    runs = pipeline.run(
+        dataset, rerank_queries=not (cost_only and not config.eval.cost_only_quality)
     )
-    pipeline = TwoStage(
-        retriever,
-        scorer,
+    checkpoint("after_runs")
+    metrics, per_query = _evaluate(config, dataset, runs, measures, cost_only)
+    latency = measure_latency(config, pipeline, dataset, runs)
+    identity = identity_of(config, dataset, data_key, pipeline)
+    from omegaconf import OmegaConf
+
+    return RunResult(
+        identity=identity,
+        config=OmegaConf.to_container(OmegaConf.structured(config)),
+        metrics=metrics,
+        per_query=per_query,
+        latency=latency,
+        env=environment(
+            {
+                "retriever": pipeline.retriever.fingerprint,
+                "reranker": pipeline.scorer.fingerprint if pipeline.scorer else None,
+            }
+        ),
+        runs={
+            stage: run
+            for stage, run in (("first_stage", runs.first_stage), ("reranked", runs.reranked))
+            if run is not None
+        },
+    )
+
+
+def build_pipeline(config: Config) -> TwoStage:
+    """The configured two-stage system with its caches."""
+    cache = cache_dir(config)
+    return TwoStage(
+        build_retriever(config),
+        build_scorer(config),
         depth=config.pipeline.depth,
         first_stage_k=config.pipeline.first_stage_k,
-        pair_cache=pair_cache,
-        run_cache_dir=cache_dir(config) / "runs" if config.cache.enabled else None,
-        retriever_key=retriever_key,
+        pair_cache=PairScoreCache(cache / "pair_scores.sqlite") if config.cache.enabled else None,
+        run_cache_dir=cache / "runs" if config.cache.enabled else None,
         show_progress=config.show_progress,
     )
-    runs = pipeline.run(dataset)
-    checkpoint("after_runs")
 
-    depth_measure = parse_measures([f"R@{config.pipeline.depth}"], dataset.relevance_level)[0]
-    first = evaluate(runs.first_stage, dataset.qrels, [*measures, depth_measure])
+
+def _evaluate(
+    config: Config, dataset: Dataset, runs: StageRuns, measures: list, cost_only: bool
+) -> tuple[dict, pd.DataFrame]:
+    """``metrics.json``'s content and the per-query table."""
+    names = [str(m) for m in measures]
+    depth_measure = f"R@{config.pipeline.depth}"
+    depth_name = str(parse_measures([depth_measure], dataset.relevance_level)[0])
+    asked = {str(m) for m in parse_measures(config.eval.metrics, dataset.relevance_level)}
+    first = evaluate(runs.first_stage, dataset.qrels, measures)
     frames = [first.per_query.assign(stage="first_stage")]
+    shown = [n for n in names if n in asked]
     metrics: dict = {
-        "first_stage": {m: first.aggregate[m] for m in map(str, measures)},
+        "first_stage": {m: first.aggregate[m] for m in shown},
         "dataset": dataset.name,
         "num_queries": first.num_queries,
-        "recall_at_depth": {
-            "measure": str(depth_measure),
-            "value": first.aggregate[str(depth_measure)],
-        },
+        "recall_at_depth": {"measure": depth_name, "value": first.aggregate[depth_name]},
     }
     if runs.reranked is not None:
         second = evaluate(runs.reranked, dataset.qrels, measures)
-        metrics["reranked"] = second.aggregate
+        metrics["reranked"] = {m: second.aggregate[m] for m in shown}
         frames.append(second.per_query.assign(stage="reranked"))
         metrics["reranker_health"] = {
             k: runs.rerank_stats[k]
@@ -159,12 +241,12 @@ def run_experiment(cfg, output_dir: str | Path) -> dict:
                 "tie_rate",
             )
         }
-    cost_only = config.reranker.weights == "random" or config.retriever.weights == "random"
     metrics["quality_meaningful"] = not cost_only
     if cost_only:
-        metrics["quality_note"] = (
-            "random (cost-only) weights: quality numbers are a plumbing "
-            "check, not a measurement of the model"
+        metrics["quality_note"] = "random (cost-only) weights: latency and throughput only; " + (
+            "the reranked quality pass was skipped (eval.cost_only_quality=true runs it)"
+            if runs.reranked is None and config.reranker.kind != "none"
+            else "quality numbers are a plumbing check, not a measurement of the model"
         )
     metrics["data_warnings"] = dataset.warnings
     metrics["contract"] = {
@@ -175,125 +257,148 @@ def run_experiment(cfg, output_dir: str | Path) -> dict:
         "first_stage_k": config.pipeline.first_stage_k,
         "depth": config.pipeline.depth,
     }
-    metrics["config_hash"] = chash
-
-    latency = measure_latency(config, pipeline, dataset, runs)
-    models = {
-        "retriever": config.retriever.model or "bm25",
-        "reranker": getattr(scorer, "fingerprint", None),
-    }
-
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text(folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(config)))
-    write_trec_run(
-        folder / "run.first_stage.trec", runs.first_stage, f"evalkit-{config.retriever.name}"
-    )
-    if runs.reranked is not None:
-        write_trec_run(
-            folder / "run.reranked.trec",
-            runs.reranked,
-            f"evalkit-{config.retriever.name}-{config.reranker.name}",
-        )
-    per_query = pd.concat(frames, ignore_index=True)[["stage", QUERY_ID, "measure", "value"]]
-    write_parquet(folder / "per_query.parquet", per_query)
-    write_json(folder / "latency.json", latency)
-    if latency.get("depth_curve"):
-        from evalkit.plots import write_depth_curve
-
-        write_depth_curve(latency["depth_curve"], folder)
-    write_json(folder / "env.json", environment(models))
-    write_json(folder / "metrics.json", metrics)
-    checkpoint("before_marker")
-    write_json(
-        folder / COMPLETE,
-        {"config_hash": chash, "code_version": version, "seconds": time.perf_counter() - started},
-    )
-    return metrics
+    per_query = pd.concat(frames, ignore_index=True)
+    return metrics, per_query[["stage", QUERY_ID, "measure", "value"]]
 
 
-def _encode_shards_only(config: Config, folder: Path) -> dict:
-    """``retriever.shard_job=i/n``: encode this job's corpus shards into the cache, stop."""
-    index, count = (int(x) for x in config.retriever.shard_job.split("/"))
-    dataset = load_dataset(config.dataset, cache_dir(config))
-    started = time.perf_counter()
-    build_retriever(config).encode_corpus_shards(dataset.corpus, (index, count))
-    summary = {
-        "encoded": f"shards {index} mod {count} of {config.retriever.shard_size} texts",
-        "seconds": time.perf_counter() - started,
-        "documents": len(dataset.corpus),
-    }
-    write_json(Path(folder) / "encode.json", summary)
+def encode_shards(cfg, output_dir: str | Path) -> dict:
+    """``retriever.shard_job=i/n``: encode this job's corpus shards into the cache, stop.
+
+    Returns the summary written to ``encode.json`` (a shard job has no result folder).
+    """
+    config = validate(cfg)
+    if config.retriever.shard_job is None:
+        raise ConfigError(problem("encode_shards needs retriever.shard_job=i/n"))
+    folder = Path(output_dir)
+    with claim_folder(folder):
+        index, count = (int(x) for x in config.retriever.shard_job.split("/"))
+        dataset = load_dataset(config.dataset, cache_dir(config))
+        started = time.perf_counter()
+        build_retriever(config).encode_corpus_shards(dataset.corpus, (index, count))
+        summary = {
+            "encoded": f"shards {index} mod {count} of {config.retriever.shard_size} texts",
+            "seconds": time.perf_counter() - started,
+            "documents": len(dataset.corpus),
+        }
+        write_json(folder / "encode.json", summary)
     return summary
 
 
-def measure_latency(config: Config, pipeline: TwoStage, dataset, runs) -> dict:
-    """Online per-query latency (sampled) and offline throughput, as ``latency.json``."""
-    latency: dict = {
-        "offline": {
-            **runs.throughput,
-            "mode": "whole query set in batches, as the quality evaluation ran it",
-            "num_queries": len(dataset.queries),
-        },
+def measure_latency(config: Config, pipeline: TwoStage, dataset: Dataset, runs) -> dict:
+    """Offline throughput (the run's own pairs, uncached) and the online latency pass."""
+    doc_text = doc_texts_by_id(dataset.corpus)  # built once for every measurement below
+    sync = cuda_synchronizer(pipeline.device)
+    offline = {
+        **runs.throughput,
+        "mode": "whole query set in batches, as the quality evaluation ran it",
+        "num_queries": len(dataset.queries),
     }
+    if runs.rerank_stats:
+        offline["rerank_pairs_scored_in_evaluation"] = runs.rerank_stats.get("pairs_scored")
+    offline.update(
+        pipeline.pair_throughput(
+            runs.first_stage,
+            dataset.queries,
+            doc_text,
+            config.latency.throughput_pairs,
+            seed=config.seed,
+            synchronize=sync,
+        )
+    )
+    latency: dict = {"offline": offline, "online": None}
     if not config.latency.enabled:
-        latency["online"] = None
         return latency
     pipeline.ensure_indexed(dataset)  # a cached first-stage run skipped indexing
-    doc_text = doc_texts_by_id(dataset.corpus)  # built once for every latency measurement
-    device = getattr(getattr(pipeline.scorer, "model", None), "device", None)
-    sync = cuda_synchronizer(str(device) if device is not None else None)
-    if pipeline.scorer is not None and not runs.throughput.get("rerank_pairs_per_second"):
-        latency["offline"].update(
-            sample_throughput(
-                pipeline.scorer,
-                runs.first_stage,
-                dataset.queries,
-                doc_text,
-                config.pipeline.depth,
-                config.latency.throughput_pairs,
-                synchronize=sync,
-            )
-        )
-    elif pipeline.scorer is not None:
-        latency["offline"]["rerank_pairs_per_second_source"] = "the run's own uncached pairs"
     ordered = dataset.queries.sort_values(QUERY_ID, kind="stable")
     sample = list(zip(ordered[QUERY_ID].astype(str), ordered["text"].astype(str), strict=True))[
         : config.latency.max_queries
     ]
-    depths = config.latency.depths or [config.pipeline.depth]
+    from tqdm.auto import tqdm
+
     curve = []
-    for depth in depths:
-        k = max(depth, config.pipeline.first_stage_k)
-        stages = pipeline_stages(
-            pipeline.retriever, pipeline.scorer, doc_text, depth, k, dataset.exclude_self
-        )
-        result = measure_online(
-            stages,
-            sample,
-            warmup=config.latency.warmup,
-            concurrency=config.latency.concurrency,
-            synchronize=sync,
-        )
+    for depth in config.latency.depths or [config.pipeline.depth]:
+        with tqdm(
+            total=len(sample),
+            desc=f"latency @{depth}",
+            unit="query",
+            disable=not config.show_progress,
+        ) as bar:
+            result = measure_online(
+                pipeline.online_stages(doc_text, depth, dataset.exclude_self),
+                sample,
+                warmup=config.latency.warmup,
+                concurrency=config.latency.concurrency,
+                synchronize=sync,
+                max_seconds=config.latency.max_seconds,
+                progress=bar.update,
+            )
         per_query_ms = {
             stage: group["ms"].tolist()
             for stage, group in result.per_query.groupby("stage", sort=False)
         }
-        curve.append({"depth": depth, "stages": result.summary(), "per_query_ms": per_query_ms})
+        curve.append(
+            {
+                "depth": depth,
+                "stages": result.summary(),
+                "per_query_ms": per_query_ms,
+                "measured": result.measured,
+            }
+        )
     main = next((c for c in curve if c["depth"] == config.pipeline.depth), curve[-1])
     latency["online"] = {
         **main["stages"],
         "per_query_ms": main["per_query_ms"],
-        "conditions": latency_conditions(
-            pipeline.scorer,
-            pipeline.retriever,
-            sample,
-            doc_text,
-            main["depth"],
-            config.pipeline.first_stage_k,
-            config,
-        ),
+        "conditions": latency_conditions(config, pipeline, sample, main, doc_text),
         "mode": "closed loop, one query at a time per worker, warm-up excluded",
     }
     if len(curve) > 1:
         latency["depth_curve"] = [{"depth": c["depth"], "stages": c["stages"]} for c in curve]
     return latency
+
+
+def latency_conditions(
+    config: Config, pipeline: TwoStage, sample: list, point: dict, doc_text: dict
+) -> dict:
+    """What the latency numbers were measured under, recorded beside them."""
+    import numpy as np
+    import torch
+
+    from evalkit.env import hardware
+    from evalkit.rerank.base import head_pairs
+
+    info = hardware()
+    conditions = {
+        "device": info["gpu"] or info["cpu"],
+        "threads": torch.get_num_threads(),
+        "concurrency": config.latency.concurrency,
+        "sample_queries": point["measured"],
+        "sample_queries_asked": len(sample),
+        "max_seconds": config.latency.max_seconds,
+        "warmup_queries": config.latency.warmup,
+        "depth": point["depth"],
+        "first_stage_k": config.pipeline.first_stage_k,
+        "retriever": config.retriever.name,
+        "retriever_batch_size": config.retriever.batch_size,
+        "reranker": config.reranker.name,
+        "reranker_weights": config.reranker.weights,
+        "reranker_dtype": config.reranker.dtype,
+        "reranker_backend": config.reranker.backend,
+        "reranker_batch_size": config.reranker.batch_size,
+        "max_length": config.reranker.max_length,
+        "clock": "time.perf_counter_ns; cuda synchronised at stage boundaries",
+    }
+    scorer = pipeline.scorer
+    if scorer is not None:
+        measured = sample[: point["measured"]]
+        queries = pd.DataFrame(
+            {QUERY_ID: [q for q, _ in measured], "text": [t for _, t in measured]}
+        )
+        run = pipeline.retriever.search(queries, point["depth"])
+        _, pairs, _ = head_pairs(run, dict(measured), doc_text, point["depth"])
+        lengths = scorer.token_lengths(pairs)
+        if len(lengths):
+            limit = scorer.max_length or int(lengths.max())
+            conditions["mean_tokens_per_pair"] = float(np.minimum(lengths, limit).mean())
+            conditions["truncated_pairs"] = int((lengths > limit).sum())
+            conditions["pairs_measured"] = len(pairs)
+    return conditions

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from evalkit.results import RunResult
 
-def print_summary(
-    metrics: dict, latency: dict | None, folder: str, console: Console | None = None
-) -> None:
+
+def print_summary(result: RunResult, console: Console | None = None) -> None:
     console = console or Console(stderr=False)
+    metrics = result.metrics
     reranked = metrics.get("reranked")
-    title = f"evalkit — {metrics['num_queries']} queries"
-    table = Table(title=title, show_lines=False)
+    table = Table(title=f"evalkit — {result.dataset}, {metrics['num_queries']} queries")
     table.add_column("measure")
     table.add_column("first stage", justify="right")
     if reranked:
@@ -26,10 +29,10 @@ def print_summary(
         table.add_row(*row)
     console.print(table)
     depth = metrics.get("recall_at_depth")
-    if depth:
+    if depth and result.identity.reranked:
         console.print(f"ceiling for any reranker: {depth['measure']} = {depth['value']:.4f}")
-    if not metrics.get("quality_meaningful", True):
-        console.print(f"[yellow]{metrics.get('quality_note')}[/yellow]")
+    if result.cost_only:
+        console.print(f"[yellow]cost-only run: {metrics.get('quality_note')}[/yellow]")
     health = metrics.get("reranker_health") or {}
     if health.get("degenerate"):
         console.print(
@@ -39,7 +42,7 @@ def print_summary(
         )
     if metrics.get("data_warnings"):
         console.print(f"data warnings: {metrics['data_warnings']}")
-    online = (latency or {}).get("online")
+    online = result.latency.get("online")
     if online:
         parts = [
             f"{stage}: p50 {s['p50_ms']:.1f} ms, p95 {s['p95_ms']:.1f} ms"
@@ -47,9 +50,13 @@ def print_summary(
             if isinstance(s, dict) and "p50_ms" in s
         ]
         total = online.get("total", {})
+        queries = (online.get("conditions") or {}).get("sample_queries")
         console.print(
-            "online latency — "
+            f"online latency ({queries} queries) — "
             + "; ".join(parts)
             + (f"; {total['qps']:.1f} QPS" if total.get("qps") else "")
         )
-    console.print(f"results: {folder}")
+    pairs = (result.latency.get("offline") or {}).get("rerank_pairs_per_second")
+    if pairs:
+        console.print(f"reranker throughput: {pairs:,.1f} pairs/s (the run's own pairs, uncached)")
+    console.print(f"results: {result.folder}")

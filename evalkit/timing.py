@@ -22,8 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from evalkit.types import DOC_ID, QUERY_ID, RANK, rank_run
-
 Clock = Callable[[], int]
 # A stage takes the previous stage's output (the query for the first) and returns its own.
 Stage = tuple[str, Callable[[object], object]]
@@ -58,10 +56,12 @@ class OnlineResult:
     concurrency: int
 
     def summary(self) -> dict:
+        """Per stage: p50/p95/p99/mean/max, QPS, and a 95% CI of p95."""
         stages = {}
         for stage, frame in self.per_query.groupby("stage", sort=False):
             stats = summarize(frame["ms"].tolist())
             stats["qps"] = self.measured / self.wall_seconds if self.wall_seconds else None
+            stats["p95_ci_ms"] = list(quantile_ci(frame["ms"].tolist()))
             stages[stage] = stats
         return stages
 
@@ -73,6 +73,8 @@ def measure_online(
     concurrency: int = 1,
     clock: Clock = time.perf_counter_ns,
     synchronize: Callable[[], None] | None = None,
+    max_seconds: float | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> OnlineResult:
     """Time ``stages`` per query in a closed loop; ``total`` is their end-to-end sum.
 
@@ -83,6 +85,9 @@ def measure_online(
         concurrency: closed-loop workers (1 = one query at a time).
         clock: nanosecond clock (injectable for tests).
         synchronize: called before every clock read (``torch.cuda.synchronize`` on GPU).
+        max_seconds: time budget of the measured loop: no query starts after it is spent
+            (at least one query is always measured); ``measured`` says how many ran.
+        progress: called with 1 after each measured query (a progress bar).
     """
     sync = synchronize or (lambda: None)
 
@@ -104,14 +109,20 @@ def measure_online(
         one(queries[i % len(queries)])
     rows: list[tuple[int, str, float]] = []
     lock = threading.Lock()
-
-    def record(index: int) -> None:
-        timings = one(queries[index])
-        with lock:
-            rows.extend((index, name, ms) for name, ms in timings)
+    budget_ns = None if max_seconds is None else int(max_seconds * 1e9)
 
     sync()
     begin = clock()
+
+    def record(index: int) -> None:
+        if index > 0 and budget_ns is not None and clock() - begin > budget_ns:
+            return
+        timings = one(queries[index])
+        with lock:
+            rows.extend((index, name, ms) for name, ms in timings)
+        if progress is not None:
+            progress(1)
+
     if concurrency == 1:
         for index in range(len(queries)):
             record(index)
@@ -123,7 +134,36 @@ def measure_online(
     frame = pd.DataFrame(rows, columns=["query", "stage", "ms"]).sort_values(
         ["query"], kind="stable"
     )
-    return OnlineResult(frame.reset_index(drop=True), wall, len(queries), warmup, concurrency)
+    measured = int(frame["query"].nunique()) if len(frame) else 0
+    return OnlineResult(frame.reset_index(drop=True), wall, measured, warmup, concurrency)
+
+
+def quantile_ci(
+    values: Sequence[float], quantile: float = 0.95, level: float = 0.95
+) -> tuple[float | None, float | None]:
+    """Distribution-free confidence interval of a quantile from order statistics.
+
+    The interval ``[x_(l), x_(u)]`` covers the true quantile with probability at least
+    ``level`` (binomial order-statistic bounds); None where the sample is too small for
+    that bound (e.g. the upper end of p95 below 59 samples).
+
+    Example:
+        >>> quantile_ci([float(i) for i in range(1, 201)])
+        (184.0, 197.0)
+    """
+    from scipy.stats import binom
+
+    data = np.sort(np.asarray(values, dtype=np.float64))
+    n = data.size
+    if n == 0:
+        return None, None
+    alpha = (1 - level) / 2
+    # ranks l, u (1-based) with P(x_(l) <= q_p) >= 1 - alpha and P(x_(u) >= q_p) >= 1 - alpha
+    low_rank = int(binom.ppf(alpha, n, quantile))  # 0-based index of the lower bound
+    high_rank = int(binom.ppf(1 - alpha, n, quantile)) + 1
+    low = float(data[low_rank - 1]) if low_rank >= 1 else None
+    high = float(data[high_rank - 1]) if high_rank <= n else None
+    return low, high
 
 
 def cuda_synchronizer(device: str | None) -> Callable[[], None] | None:
@@ -132,134 +172,3 @@ def cuda_synchronizer(device: str | None) -> Callable[[], None] | None:
     import torch
 
     return torch.cuda.synchronize
-
-
-def pipeline_stages(
-    retriever, scorer, doc_text: dict[str, str], depth: int, k: int, exclude_self: bool
-) -> list[Stage]:
-    """The online stages of a two-stage system, for one query ``(query_id, text)``.
-
-    Texts are looked up before timing; tokenisation is inside the rerank stage; the pair
-    cache is not used (a served query is new).
-    """
-    fetch = k + (1 if exclude_self else 0)
-    stages: list[Stage] = []
-    if hasattr(retriever, "encode_queries"):
-        stages.append(("query_encoding", lambda q: (q, retriever.encode_queries([q[1]]))))
-        stages.append(
-            (
-                "first_stage",
-                lambda state: retriever.search_embeddings([state[0][0]], state[1], fetch).assign(
-                    text=state[0][1]
-                ),
-            )
-        )
-    else:
-        stages.append(
-            (
-                "first_stage",
-                lambda q: retriever.search(
-                    pd.DataFrame({QUERY_ID: [q[0]], "text": [q[1]]}), fetch
-                ).assign(text=q[1]),
-            )
-        )
-    if scorer is not None:
-
-        def rerank_one(run: pd.DataFrame):
-            if run.empty:
-                return run
-            text = run["text"].iloc[0]
-            head = rank_run(run)
-            head = head[head[RANK] <= depth]
-            return scorer.score([(text, doc_text[d]) for d in head[DOC_ID]])
-
-        stages.append(("rerank", rerank_one))
-    return stages
-
-
-def latency_conditions(
-    scorer,
-    retriever,
-    sample: Sequence[tuple[str, str]],
-    doc_text: dict[str, str],
-    depth: int,
-    k: int,
-    config,
-) -> dict:
-    """What the latency numbers were measured under, recorded beside them."""
-    import torch
-
-    from evalkit.env import hardware
-
-    info = hardware()
-    conditions = {
-        "device": info["gpu"] or info["cpu"],
-        "threads": torch.get_num_threads(),
-        "concurrency": config.latency.concurrency,
-        "sample_queries": len(sample),
-        "warmup_queries": config.latency.warmup,
-        "depth": depth,
-        "first_stage_k": k,
-        "retriever": config.retriever.name,
-        "retriever_batch_size": config.retriever.batch_size,
-        "reranker": config.reranker.name,
-        "reranker_weights": config.reranker.weights,
-        "reranker_dtype": config.reranker.dtype,
-        "reranker_backend": config.reranker.backend,
-        "reranker_batch_size": config.reranker.batch_size,
-        "max_length": config.reranker.max_length,
-        "clock": "time.perf_counter_ns; cuda synchronised at stage boundaries",
-    }
-    if scorer is not None and hasattr(scorer, "token_lengths"):
-        run = retriever.search(
-            pd.DataFrame({QUERY_ID: [q for q, _ in sample], "text": [t for _, t in sample]}), depth
-        )
-        query_text = dict(sample)
-        pairs = [
-            (query_text[q], doc_text[d]) for q, d in zip(run[QUERY_ID], run[DOC_ID], strict=True)
-        ]
-        lengths = scorer.token_lengths(pairs)
-        if len(lengths):
-            limit = scorer.max_length or int(lengths.max())
-            conditions["mean_tokens_per_pair"] = float(np.minimum(lengths, limit).mean())
-            conditions["truncated_pairs"] = int((lengths > limit).sum())
-            conditions["pairs_measured"] = len(pairs)
-    return conditions
-
-
-def sample_throughput(
-    scorer,
-    run: pd.DataFrame,
-    queries: pd.DataFrame,
-    doc_text: dict[str, str],
-    depth: int,
-    limit: int,
-    clock: Clock = time.perf_counter_ns,
-    synchronize: Callable[[], None] | None = None,
-) -> dict:
-    """Sustained pairs/s of ``scorer`` on up to ``limit`` of the run's own head pairs.
-
-    Used when a run scored nothing itself (every pair came from the cache), so its offline
-    throughput is still measured, on the same kind of pairs, without the cache.
-    """
-    head = rank_run(run)
-    head = head[head[RANK] <= depth].head(limit)
-    query_text = dict(zip(queries[QUERY_ID].astype(str), queries["text"].astype(str), strict=True))
-    pairs = [
-        (query_text[q], doc_text[d]) for q, d in zip(head[QUERY_ID], head[DOC_ID], strict=True)
-    ]
-    if not pairs:
-        return {}
-    sync = synchronize or (lambda: None)
-    scorer.score(pairs[: min(len(pairs), 16)])  # warm-up
-    sync()
-    start = clock()
-    scorer.score(pairs)
-    sync()
-    seconds = (clock() - start) / 1e9
-    return {
-        "rerank_pairs_per_second": len(pairs) / seconds if seconds else None,
-        "rerank_pairs_per_second_source": f"timed on a sample of {len(pairs)} of the "
-        "run's pairs (the run's scores all came from "
-        "the cache)",
-    }

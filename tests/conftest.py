@@ -9,7 +9,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
-CRANFIELD = REPO.parent / "shared" / "data" / "cranfield"
+CRANFIELD = REPO / "evalkit" / "datasets" / "cranfield"  # shipped with the project
+TOY = REPO / "tests" / "data" / "toy"  # 12 documents, 4 queries, graded qrels
 WORDPIECE = REPO / "evalkit" / "models" / "wordpiece" / "vocab.txt"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,9 +18,23 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def pytest_configure(config):
-    if not (CRANFIELD / "corpus.jsonl").is_file():
-        raise pytest.UsageError(f"Cranfield not found at {CRANFIELD}: tests need ../shared/data")
+def pytest_addoption(parser):
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="run every tier: the fast tier plus the tests marked slow (what CI runs)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Plain ``pytest`` is the fast tier; ``pytest --slow`` runs everything."""
+    if config.getoption("--slow"):
+        return
+    fast = [item for item in items if "slow" not in item.keywords]
+    slow = [item for item in items if "slow" in item.keywords]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = fast
 
 
 @pytest.fixture(scope="session")

@@ -23,10 +23,41 @@ CASES = {
         [*LOCAL, "reranker.model=/models/not-here"],
         "model path does not exist: /models/not-here",
     ),
-    "hub model offline": (
+    "hub cross-encoder offline": (
         [*LOCAL, "reranker.model=some-org/not-downloaded-reranker"],
-        "cannot load reranker 'some-org/not-downloaded-reranker'",
+        "reranker.model 'some-org/not-downloaded-reranker' is not in the local cache",
     ),
+    "hub bi-encoder retriever offline": (
+        [*LOCAL, "retriever=minilm", "reranker=none"],
+        "retriever.model 'sentence-transformers/all-MiniLM-L6-v2' is not in the local cache",
+    ),
+    "hub bi-encoder second stage offline": (
+        [*LOCAL, "reranker=biencoder"],
+        "reranker.model 'sentence-transformers/all-MiniLM-L6-v2' is not in the local cache",
+    ),
+    "unknown reranker option": (
+        ["reranker=minilm-l6"],
+        "unknown option 'minilm-l6' for reranker (reranker); fix: choose one of [",
+    ),
+    "misspelled top-level key": (
+        ["pipline.depth=10"],
+        "unknown config key 'pipline.depth' (pipline.depth); fix: did you mean pipeline.depth?",
+    ),
+    "misspelled key in a group": (
+        ["reranker.max_lenght=64"],
+        "did you mean reranker.max_length?",
+    ),
+    "unknown option inside a sweep": (
+        ["-m", "reranker=none,colbertt"],
+        "unknown option 'colbertt' for reranker",
+    ),
+    "depth zero": ([*LOCAL, "reranker=none", "pipeline.depth=0"], "pipeline.depth must be >= 1"),
+    "cutoff zero": ([*LOCAL, "eval.metrics=[nDCG@0]"], "measure 'nDCG@0' has cutoff=0"),
+    "escaping dataset name": (
+        ["dataset.name=x/../../../../escaped"],
+        "dataset.name='x/../../../../escaped' is not a safe name",
+    ),
+    "negative budget for latency": ([*LOCAL, "latency.max_seconds=-1"], "latency.max_seconds"),
     "remote code not configured": (
         [*LOCAL, "reranker.trust_remote_code=true"],
         "trust_remote_code=true for 'cross-encoder/ms-marco",
@@ -45,17 +76,40 @@ def test_bad_input_is_one_clear_line(case, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("evalkit: error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "run" / "complete.json").exists()
+    assert not (tmp_path / "run").exists()  # a failed run leaves no folder behind
+    assert len(result.stderr.strip().splitlines()) <= 3  # the error, at most a log line or two
 
 
-def test_misspelled_key_and_unknown_option_fail_before_running(tmp_path):
-    for override, message in (
-        ("reranker.max_lenght=64", "max_lenght"),
-        ("reranker=colbert", "reranker/colbert"),
-    ):
-        result = evalkit_run(override, f"hydra.run.dir={tmp_path}/run", check=False)
-        assert result.returncode != 0 and message in result.stderr
-        assert "Traceback" not in result.stderr
+def test_offline_hub_model_error_names_the_offline_fix(tmp_path):
+    result = evalkit_run(*LOCAL, "retriever=minilm", f"hydra.run.dir={tmp_path}/run", check=False)
+    assert result.returncode == 2
+    assert "retriever=minilm_packaged" in result.stderr  # the fix names the packaged model
+    assert "Retrying" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_hub_probe_runs_once_and_switches_the_hub_clients_offline(monkeypatch):
+    import socket
+
+    import huggingface_hub.constants
+
+    from evalkit.models import hub
+
+    calls = []
+
+    def unreachable(*args, **kwargs):
+        calls.append(args)
+        raise OSError("no route")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    hub.hub_reachable.cache_clear()
+    try:
+        assert hub.hub_reachable() is False and hub.hub_reachable() is False
+        assert len(calls) == 1  # probed once per process
+        assert huggingface_hub.constants.HF_HUB_OFFLINE is True
+    finally:
+        hub.hub_reachable.cache_clear()
 
 
 def test_verbose_shows_the_traceback(tmp_path):

@@ -46,7 +46,26 @@ def test_every_option_composes_and_validates(group, option):
     if option == "local":
         overrides.append("dataset.path=/tmp/anywhere")
     config = validate(compose(overrides))
-    assert getattr(config, group) is not None
+    section = getattr(config, group)
+    # the option's own YAML is what was composed: the name it declares (or inherits) is set
+    if group == "eval":
+        import yaml
+
+        declared = yaml.safe_load((CONF_DIR / group / f"{option}.yaml").read_text())
+        assert section.metrics == declared["metrics"]
+    else:
+        assert section.name == declared_name(group, option), (group, option, section.name)
+
+
+def declared_name(group: str, option: str) -> str:
+    """The ``name:`` an option's YAML sets, following its ``defaults`` parent."""
+    import yaml
+
+    data = yaml.safe_load((CONF_DIR / group / f"{option}.yaml").read_text()) or {}
+    if "name" in data:
+        return data["name"]
+    parents = [d for d in data.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+    return declared_name(group, parents[0]) if parents else option
 
 
 def test_named_models_are_real_ids_with_their_settings():

@@ -39,13 +39,13 @@ def test_shipped_architectures_match_design(model):
 def test_cost_only_reranker_builds_and_scores(model, tmp_path):
     from sentence_transformers import CrossEncoder
 
-    from evalkit.models.encoders import CrossEncoderScorer
+    from evalkit.rerank.cross_encoder import CrossEncoderReranker
 
     folder = build_random_model(model, "cross_encoder", tmp_path, shrink=SMALL)
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == RERANKERS[model][0]
     assert config["vocab_size"] in (30522, 250002)
-    scorer = CrossEncoderScorer(
+    scorer = CrossEncoderReranker(
         CrossEncoder(str(folder), device="cpu", max_length=64), batch_size=4, show_progress=False
     )
     scores = scorer.score([("wind tunnel", "a wind tunnel test"), ("heat", "heat flux")] * 3)
@@ -67,13 +67,21 @@ def test_full_size_minilm_l6_cost_only_run_marks_quality_not_meaningful(tmp_path
             "latency.depths=[1,2]",
         )
     )
-    metrics = run_experiment(cfg, tmp_path / "cost")
+    result = run_experiment(cfg, tmp_path / "cost")
+    metrics = result.metrics
     assert metrics["quality_meaningful"] is False
-    assert "plumbing check" in metrics["quality_note"]
+    # cost-only: the reranked quality pass is skipped, latency and throughput are measured
+    assert "reranked" not in metrics and not (tmp_path / "cost" / "run.reranked.trec").exists()
+    assert "quality pass was skipped" in metrics["quality_note"]
+    assert set(result.per_query.stage) == {"first_stage"}
+    assert result.identity.reranked  # a two-stage system whose quality was not measured
     latency = json.loads((tmp_path / "cost" / "latency.json").read_text())
     assert [point["depth"] for point in latency["depth_curve"]] == [1, 2]
     assert (tmp_path / "cost" / "latency_vs_depth.png").is_file()
     assert "rerank" in (tmp_path / "cost" / "latency_vs_depth.csv").read_text()
+    offline = latency["offline"]
+    assert offline["rerank_pairs_per_second"] > 0
+    assert offline["rerank_pairs_per_second_source"].startswith("6 of the run's own top-2 pairs")
     weights = json.loads(
         (session_cache / "random_models")
         .joinpath("cross-encoder-ms-marco-MiniLM-L6-v2-cross_encoder-seed0", "config.json")
@@ -144,3 +152,22 @@ def test_other_backends_build_or_say_what_to_install(backend, tiny_cross_encoder
         assert f"pip install 'sentence-transformers[{backend}]'" in str(error)
     else:
         assert scorer.score([("q", "d")]).shape == (1,)
+
+
+def test_cost_only_quality_pass_runs_when_asked(tmp_path, session_cache):
+    from evalkit.runner import run_experiment
+
+    cfg = compose(
+        cranfield_overrides(
+            session_cache,
+            "reranker=minilm_l6_costonly",
+            "pipeline.depth=2",
+            "dataset.max_queries=3",
+            "reranker.max_length=64",
+            "eval.cost_only_quality=true",
+            "latency.enabled=false",
+        )
+    )
+    metrics = run_experiment(cfg, tmp_path / "cost").metrics
+    assert metrics["quality_meaningful"] is False and "reranked" in metrics
+    assert "plumbing check" in metrics["quality_note"]

@@ -57,6 +57,7 @@ def clean_run(tmp_path_factory, tiny_cross_encoder):
     return root / "run"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_sigkill_never_leaves_a_complete_looking_folder(
     point, tmp_path, tiny_cross_encoder, clean_run
@@ -79,6 +80,7 @@ def test_sigkill_never_leaves_a_complete_looking_folder(
     assert (folder / "metrics.json").read_text() == (clean_run / "metrics.json").read_text()
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_config_are_identical(tmp_path, tiny_cross_encoder, clean_run):
     again = run_cli(overrides(tmp_path / "run", tmp_path / "fresh-cache", tiny_cross_encoder))
     assert again.returncode == 0, again.stderr[-2000:]

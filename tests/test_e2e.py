@@ -51,6 +51,7 @@ def bm25_to_cross_encoder(tmp_path_factory, tiny_cross_encoder, session_cache):
     return folder
 
 
+@pytest.mark.slow
 def test_cli_writes_the_result_folder_contract(bm25_to_cross_encoder):
     assert {p.name for p in bm25_to_cross_encoder.iterdir()} >= RESULT_FILES
     metrics = json.loads((bm25_to_cross_encoder / "metrics.json").read_text())
@@ -60,11 +61,14 @@ def test_cli_writes_the_result_folder_contract(bm25_to_cross_encoder):
     assert metrics["contract"]["ranking"].startswith("score descending, ties broken by doc id")
     per_query = pd.read_parquet(bm25_to_cross_encoder / "per_query.parquet")
     assert list(per_query.columns) == ["stage", "query_id", "measure", "value"]
-    assert len(per_query) == 225 * (len(DEFAULT_MEASURES) + 1) + 225 * len(DEFAULT_MEASURES)
+    # both stages: the asked measures plus R@10, the recall at depth (each once)
+    assert len(per_query) == 2 * 225 * (len(DEFAULT_MEASURES) + 1)
+    assert not per_query.duplicated(["stage", "query_id", "measure"]).any()
     env = json.loads((bm25_to_cross_encoder / "env.json").read_text())
     assert env["packages"]["ir-measures"] and env["hardware"]["cpu_count"]
 
 
+@pytest.mark.slow
 def test_metrics_json_matches_pytrec_eval_on_its_own_run_files(bm25_to_cross_encoder, cranfield):
     metrics = json.loads((bm25_to_cross_encoder / "metrics.json").read_text())
     for stage in ("first_stage", "reranked"):
@@ -74,6 +78,7 @@ def test_metrics_json_matches_pytrec_eval_on_its_own_run_files(bm25_to_cross_enc
             assert metrics[stage][name] == pytest.approx(reference[name], abs=1e-9), (stage, name)
 
 
+@pytest.mark.slow
 def test_trec_files_are_ranked_and_keep_the_tail(bm25_to_cross_encoder):
     lines = (bm25_to_cross_encoder / "run.reranked.trec").read_text().splitlines()
     fields = [line.split() for line in lines]
@@ -87,6 +92,7 @@ def test_trec_files_are_ranked_and_keep_the_tail(bm25_to_cross_encoder):
     assert len(first) == len(reranked) > 225 * 10  # tail below depth kept
 
 
+@pytest.mark.slow
 def test_latency_json_reports_online_and_offline(bm25_to_cross_encoder):
     latency = json.loads((bm25_to_cross_encoder / "latency.json").read_text())
     online = latency["online"]
@@ -98,6 +104,7 @@ def test_latency_json_reports_online_and_offline(bm25_to_cross_encoder):
     assert latency["offline"]["rerank_pairs_per_second"] > 0
 
 
+@pytest.mark.slow
 def test_rerun_of_a_complete_folder_is_skipped(
     bm25_to_cross_encoder, tiny_cross_encoder, session_cache
 ):
@@ -141,13 +148,14 @@ def test_dense_minilm_to_cross_encoder(
             "pipeline.depth=20",
         )
     )
-    metrics = run_experiment(cfg, tmp_path / "dense")
+    metrics = run_experiment(cfg, tmp_path / "dense").metrics
     assert metrics["first_stage"]["nDCG@10"] == pytest.approx(0.3819, abs=0.01)
     assert set(read_trec_run(tmp_path / "dense" / "run.reranked.trec").doc_id) <= set(
         cranfield.corpus.doc_id
     )
 
 
+@pytest.mark.slow
 def test_biencoder_second_stage_rescores_bm25_candidates(tmp_path, minilm_path, session_cache):
     cfg = compose(
         cranfield_overrides(
@@ -158,9 +166,12 @@ def test_biencoder_second_stage_rescores_bm25_candidates(tmp_path, minilm_path, 
             "latency.enabled=false",
         )
     )
-    metrics = run_experiment(cfg, tmp_path / "bi")
-    # MiniLM re-scoring BM25's top 100 beats BM25 alone on Cranfield
-    assert metrics["reranked"]["nDCG@10"] > metrics["first_stage"]["nDCG@10"]
+    metrics = run_experiment(cfg, tmp_path / "bi").metrics
+    # all-MiniLM-L6-v2 rescoring BM25's top 100 on Cranfield: 0.3922 nDCG@10 (BM25 0.3694),
+    # as measured by `evalkit-run -m experiments=quickstart` (docs/benchmarks.md)
+    assert metrics["first_stage"]["nDCG@10"] == pytest.approx(0.3694, abs=1e-4)
+    assert metrics["reranked"]["nDCG@10"] == pytest.approx(0.3922, abs=2e-3)
+    assert metrics["reranked"]["R@100"] == metrics["first_stage"]["R@100"]  # same candidates
     assert metrics["quality_meaningful"] is True
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from evalkit.decide import decide
-from evalkit.errors import DataError
+from evalkit.decision import Budget, decide
+from evalkit.errors import ConfigError, DataError
 from evalkit.plots import pareto_frontier
-from evalkit.report import build_report, compare, load_systems
+from evalkit.report import build_report, compare, format_cell, label_systems
 from evalkit.stats import bootstrap_ci, compare_paired, holm
 from tests.fakeruns import make_run
 
@@ -71,6 +72,7 @@ def test_pareto_frontier_on_a_hand_made_set():
 
 @pytest.fixture
 def sweep(tmp_path):
+    make_run(tmp_path, "bm25-alone", BASE, p95_first=2.0)
     make_run(tmp_path, "bm25-ce-big", BASE, BETTER, reranker="big", p95_total=300)
     make_run(tmp_path, "bm25-ce-small", BASE, NOISE, reranker="small", p95_total=40, depth=10)
     (tmp_path / "half-written").mkdir()
@@ -85,79 +87,215 @@ def test_report_table_and_files(sweep):
         "report.html",
         "report.csv",
         "report.parquet",
+        "latency.csv",
         "quality_vs_latency.png",
         "quality_vs_latency.svg",
         "per_query_difference.png",
     ):
         assert (out / name).is_file(), name
-    table = compare(load_systems(sweep), "nDCG@10", bootstrap=200).table
+    table = compare(sweep, "nDCG@10", bootstrap=200).table
     assert sorted(table.system) == ["bm25", "bm25 → big@100", "bm25 → small@10"]
     big = table[table.system == "bm25 → big@100"].iloc[0]
     assert big.baseline == "bm25" and big.wins == 50 and big.gain == pytest.approx(0.2)
     assert big.p_randomization_holm <= 2 * big.p_randomization
     first = table[table.system == "bm25"].iloc[0]
-    assert first.p95_ms == 5.0 and np.isnan(first.gain)
+    assert np.isnan(first.gain)
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "half-written" not in html
 
 
+def test_baseline_latency_comes_from_the_bm25_alone_run(sweep):
+    # the reranked runs' own first stages took 5 ms; the run without a reranker took 2 ms
+    report = compare(sweep, bootstrap=200)
+    first = report.table[report.table.system == "bm25"].iloc[0]
+    assert first.p95_ms == 2.0 and first.folder.endswith("bm25-alone")
+    big = report.table[report.table.system == "bm25 → big@100"].iloc[0]
+    assert big.baseline_folder.endswith("bm25-alone") and big.p95_ms == 300.0
+
+
+def test_without_a_first_stage_run_the_reranked_runs_own_first_stage_is_the_baseline(tmp_path):
+    make_run(tmp_path, "only-reranked", BASE, BETTER, p95_first=7.0, p95_total=70.0)
+    row = compare(tmp_path, bootstrap=200).table.set_index("system").loc["bm25"]
+    assert row.p95_ms == 7.0 and row.latency_source == "first-stage stages of a reranked run"
+
+
+def test_systems_differing_in_one_setting_are_two_rows_labelled_by_it(tmp_path):
+    make_run(tmp_path, "a", BASE, BETTER, reranker="bi", reranker_settings={"max_length": 32})
+    make_run(tmp_path, "b", BASE, NOISE, reranker="bi", reranker_settings={"max_length": 256})
+    table = compare(tmp_path, bootstrap=200).table
+    assert sorted(set(table.system)) == [
+        "bm25",
+        "bm25 → bi@100 [max_length=256]",
+        "bm25 → bi@100 [max_length=32]",
+    ]
+    means = table.set_index("system")["mean"]
+    assert means["bm25 → bi@100 [max_length=32]"] == pytest.approx(np.mean(BETTER))
+    assert means["bm25 → bi@100 [max_length=256]"] == pytest.approx(np.mean(NOISE))
+
+
+def test_two_model_folders_are_two_systems(tmp_path):
+    for name, values in (("m1", BETTER), ("m2", NOISE)):
+        make_run(
+            tmp_path,
+            name,
+            BASE,
+            values,
+            reranker="ce",
+            reranker_settings={"model": f"/models/{name}", "fingerprint": f"local:{name}"},
+        )
+    labels = sorted(set(compare(tmp_path, bootstrap=200).table.system))
+    assert labels == ["bm25", "bm25 → ce@100 [model=m1]", "bm25 → ce@100 [model=m2]"]
+
+
+def test_a_rerun_of_one_system_is_counted_once_and_named(tmp_path):
+    make_run(tmp_path, "first-try", BASE, BETTER)
+    make_run(tmp_path, "second-try", BASE, BETTER)
+    report = compare(tmp_path, bootstrap=200)
+    assert sorted(set(report.table.system)) == ["bm25", "bm25 → ce@100"]
+    assert len(report.table[report.table.system == "bm25 → ce@100"]) == 1
+    assert any("found in 2 folders" in note and "second-try" in note for note in report.notes)
+
+
+def test_labels_show_only_settings_that_differ():
+    from tests.fakeruns import make_identity
+
+    class Fake:
+        def __init__(self, identity):
+            self.identity, self.key, self.dataset = identity, identity.key, "toy"
+
+    a = Fake(make_identity(reranker_settings={"max_length": 32, "dtype": "fp32"}))
+    b = Fake(make_identity(reranker_settings={"max_length": 64, "dtype": "fp32"}))
+    labels = label_systems([a, b])
+    assert labels[a.key] == "bm25 → ce@100 [max_length=32]"
+    assert labels[b.key] == "bm25 → ce@100 [max_length=64]"
+
+
+def test_cells_are_formatted_by_kind():
+    assert format_cell("wins", 115.0) == "115"
+    assert format_cell("p95_ms", 5.1312) == "5.1" and format_cell("p95_ms", 2617.24) == "2,617.2"
+    assert format_cell("gain", 0.0349) == "+0.0349"
+    assert format_cell("p_randomization_holm", 0.010234) == "0.0102"
+    assert format_cell("mean", float("nan")) == "—"
+
+
+def test_all_measures_are_in_natural_order(tmp_path):
+    make_run(tmp_path, "p5", BASE, BETTER, measure="P@5")
+    report = compare(tmp_path, metric="P@5", bootstrap=200)
+    report.table = pd.concat(
+        [report.table.assign(measure=m) for m in ("P@10", "P@5", "P@20", "AP")], ignore_index=True
+    )
+    assert list(report.means().columns[2:]) == ["AP", "P@5", "P@10", "P@20"]
+
+
+def test_cost_only_systems_stay_out_of_the_headline_but_keep_their_latency(tmp_path):
+    make_run(tmp_path, "real", BASE, BETTER)
+    make_run(tmp_path, "cost", BASE, reranker="big", random_weights=True, p95_total=900.0)
+    report = compare(tmp_path, bootstrap=200)
+    assert "bm25 → big@100" not in set(report.headline().system)
+    latency = report.latency_table().set_index("system")
+    assert latency.loc["bm25 → big@100", "p95_ms"] == 900.0
+    assert not latency.loc["bm25 → big@100", "quality_meaningful"]
+
+
+def test_metric_is_matched_with_the_datasets_relevance_level(tmp_path):
+    make_run(tmp_path, "dl", BASE, BETTER, measure="P(rel=2)@10", relevance_level=2)
+    report = compare(tmp_path, metric="P@10", bootstrap=200)
+    assert set(report.headline().measure) == {"P(rel=2)@10"}
+    decision = decide(tmp_path, Budget(p95_ms=500, metric="P@10"), bootstrap=200)
+    assert decision.recommendation["measure"] == "P(rel=2)@10"
+
+
 def test_decide_picks_the_best_that_fits(sweep):
-    result = decide(sweep, p95_ms=500, bootstrap=200)
-    assert result["decision"] == "use"
-    assert result["recommendation"]["system"] == "bm25 → big@100"
-    assert result["runner_up"]["why_not"].startswith("lower nDCG@10")
+    result = decide(sweep, Budget(p95_ms=500), bootstrap=200)
+    assert result.decision == "rerank"
+    assert result.recommendation["system"] == "bm25 → big@100"
+    assert result.runner_up["why_not"].startswith("lower nDCG@10")
+    assert result.to_json()["budget"]["p95_ms"] == 500.0
 
 
 def test_decide_when_nothing_fits(sweep):
-    result = decide(sweep, p95_ms=1, bootstrap=200)
-    assert result["decision"] == "nothing_fits"
-    assert "fastest measured is bm25 at p95 5.0 ms" in result["message"]
+    result = decide(sweep, Budget(p95_ms=1), bootstrap=200)
+    assert result.decision == "nothing_fits"
+    assert "fastest measured is bm25 at p95 2.0 ms" in result.message
 
 
 def test_decide_skips_reranking_when_the_gain_is_not_significant(sweep):
     # under 100 ms only the small reranker (no real gain) and BM25 fit
-    result = decide(sweep, p95_ms=100, bootstrap=200)
-    assert result["decision"] == "skip_reranking"
-    assert result["recommendation"]["system"] == "bm25"
-    assert "not significant" in result["message"] or "below" in result["message"]
+    result = decide(sweep, Budget(p95_ms=100), bootstrap=200)
+    assert result.decision == "skip_reranking"
+    assert result.recommendation["system"] == "bm25"
+    assert "not significant" in result.message
+    assert result.runner_up["system"] == "bm25 → small@10"
 
 
 def test_decide_min_gain_can_reject_a_significant_reranker(sweep):
-    result = decide(sweep, p95_ms=500, min_gain=0.5, bootstrap=200)
-    assert result["decision"] == "skip_reranking"
-    assert "below --min-gain 0.5" in result["message"]
+    result = decide(sweep, Budget(p95_ms=500, min_gain=0.5), bootstrap=200)
+    assert result.decision == "skip_reranking"
+    assert "below --min-gain 0.5" in result.message
 
 
-def test_decide_qps_bound_binds(sweep):
+def test_decide_qps_bound_binds_and_states_its_assumption(sweep):
     # big reranker: 1000 pairs/s / depth 100 = 10 QPS sustainable; 20 QPS does not fit
-    result = decide(sweep, p95_ms=500, qps=20, bootstrap=200)
-    big = next(c for c in result["considered"] if c["system"] == "bm25 → big@100")
-    assert not big["fits"] and "2000 pairs/s exceeds the measured 1000" in big["why"]
-    assert (
-        decide(sweep, p95_ms=500, qps=5, bootstrap=200)["recommendation"]["system"]
-        == "bm25 → big@100"
-    )
+    result = decide(sweep, Budget(p95_ms=500, qps=20), bootstrap=200)
+    big = next(c for c in result.considered if c["system"] == "bm25 → big@100")
+    assert not big["fits"] and "2,000 pairs/s exceeds the measured 1,000.0" in big["why"]
+    assert any("perfectly" in a for a in result.assumptions)
+    fits = decide(sweep, Budget(p95_ms=500, qps=5), bootstrap=200)
+    assert fits.recommendation["system"] == "bm25 → big@100"
+    # one query at a time the big system runs 1000/300 = 3.33 QPS < 5: flagged, 2 in flight
+    assert any("3.33 QPS, below the asked 5" in w and "at least 2" in w for w in fits.warnings)
 
 
 def test_decide_warns_about_mixed_hardware(tmp_path):
     make_run(tmp_path, "cpu", BASE, BETTER, reranker="a")
     make_run(tmp_path, "gpu", BASE, BETTER, reranker="b", gpu="NVIDIA H100")
-    result = decide(tmp_path, p95_ms=1000, bootstrap=200)
-    assert any("different hardware" in w for w in result["warnings"])
+    result = decide(tmp_path, Budget(p95_ms=1000), bootstrap=200)
+    assert any("different hardware" in w for w in result.warnings)
+
+
+def test_decide_for_one_dataset_of_several(tmp_path):
+    make_run(tmp_path, "a", BASE, BETTER, dataset="alpha")
+    make_run(tmp_path, "b", BASE, NOISE, dataset="beta")
+    with pytest.raises(DataError, match="several datasets"):
+        decide(tmp_path, Budget(p95_ms=500), bootstrap=200)
+    alpha = decide(tmp_path, Budget(p95_ms=500, dataset="alpha"), bootstrap=200)
+    beta = decide(tmp_path, Budget(p95_ms=500, dataset="beta"), bootstrap=200)
+    assert (alpha.dataset, alpha.decision) == ("alpha", "rerank")
+    assert (beta.dataset, beta.decision) == ("beta", "skip_reranking")
+    with pytest.raises(DataError, match="no runs on dataset 'gamma'"):
+        decide(tmp_path, Budget(p95_ms=500, dataset="gamma"), bootstrap=200)
 
 
 def test_decide_and_report_refuse_empty_or_unknown(tmp_path):
     with pytest.raises(DataError, match="no finished runs"):
-        decide(tmp_path, p95_ms=10)
+        decide(tmp_path, Budget(p95_ms=10))
     make_run(tmp_path, "one", BASE, BETTER)
-    with pytest.raises(DataError, match="measure 'MAP@5' was not computed"):
-        decide(tmp_path, p95_ms=10, metric="MAP@5")
+    with pytest.raises(DataError, match="measure 'MAP@5'"):
+        decide(tmp_path, Budget(p95_ms=10, metric="MAP@5"))
 
 
-def test_decide_cli_writes_json(sweep, capsys):
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"p95_ms": 0},
+        {"p95_ms": float("nan")},
+        {"p95_ms": float("inf")},
+        {"p95_ms": 5, "qps": -1},
+        {"p95_ms": 5, "alpha": 1.5},
+        {"p95_ms": 5, "min_gain": float("nan")},
+    ],
+)
+def test_budget_refuses_values_out_of_range(kwargs):
+    with pytest.raises(ConfigError):
+        Budget(**kwargs)
+
+
+def test_decide_cli_writes_json_and_passes_dataset_on(tmp_path, capsys):
     from evalkit.cli import decide_main
 
-    decide_main([str(sweep), "--p95-ms", "500"])
-    written = json.loads((sweep / "decision.json").read_text())
-    assert written["decision"] == "use"
-    assert "Rerank: use bm25 → big@100" in capsys.readouterr().out
+    make_run(tmp_path, "a", BASE, BETTER, dataset="alpha")
+    make_run(tmp_path, "b", BASE, NOISE, dataset="beta")
+    decide_main([str(tmp_path), "--p95-ms", "500", "--dataset", "alpha"])
+    written = json.loads((tmp_path / "decision.json").read_text())
+    assert written["decision"] == "rerank" and written["dataset"] == "alpha"
+    assert "Rerank: use bm25 → ce@100" in capsys.readouterr().out

@@ -25,10 +25,10 @@ def first_stage(cranfield):
 def scorer(tiny_cross_encoder):
     from sentence_transformers import CrossEncoder
 
-    from evalkit.models.encoders import CrossEncoderScorer
+    from evalkit.rerank.cross_encoder import CrossEncoderReranker
 
     model = CrossEncoder(tiny_cross_encoder, max_length=128, device="cpu")
-    return CrossEncoderScorer(model, batch_size=16, fingerprint="tiny", show_progress=False)
+    return CrossEncoderReranker(model, batch_size=16, fingerprint="tiny", show_progress=False)
 
 
 class CountingScorer:
@@ -191,9 +191,10 @@ def test_constant_scorer_is_flagged_degenerate(cranfield, first_stage):
 
 
 def test_cache_cli_reports_and_clears(tmp_path, capsys):
-    from evalkit.cache import PairScoreCache, pair_key
+    from evalkit.cache import PairScoreCache, ensure_cache_root, pair_key
     from evalkit.cli import cache_main
 
+    ensure_cache_root(tmp_path)
     cache = PairScoreCache(tmp_path / "pair_scores.sqlite")
     cache.put_many("m", [(pair_key("q", "d"), 1.0)])
     cache.close()
@@ -205,3 +206,50 @@ def test_cache_cli_reports_and_clears(tmp_path, capsys):
     assert "cleared" in capsys.readouterr().out
     assert not (tmp_path / "pair_scores.sqlite").exists()
     assert not (tmp_path / "embeddings").exists()
+
+
+def test_cache_clear_refuses_a_folder_evalkit_did_not_make(tmp_path, capsys):
+    from evalkit.cli import cache_main
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "my-experiment.txt").write_text("precious")
+    with pytest.raises(SystemExit) as exit_info:
+        cache_main(["clear", "--dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "is not an evalkit cache" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "my-experiment.txt").read_text() == "precious"
+
+
+def test_cache_clear_empties_every_kind_a_run_made_and_nothing_else(
+    tmp_path, minilm_path, tiny_cross_encoder
+):
+    from evalkit.cache import CACHE_KINDS, cache_sizes
+    from evalkit.cli import cache_main
+    from evalkit.runner import run_experiment
+    from tests.conftest import TOY, compose
+
+    cache = tmp_path / "cache"
+    common = [
+        "dataset=local",
+        f"dataset.path={TOY}",
+        f"cache.dir={cache}",
+        "show_progress=false",
+        "latency.enabled=false",
+        "pipeline.depth=3",
+    ]
+    for extra in (
+        ["reranker=minilm_l6_costonly", "reranker.max_length=32"],  # bm25, random model
+        [
+            "retriever=minilm",
+            f"retriever.model={minilm_path}",
+            "reranker=minilm_l6",
+            f"reranker.model={tiny_cross_encoder}",
+        ],  # embeddings, runs, pair scores
+    ):
+        run_experiment(compose([*common, *extra]), tmp_path / extra[0])
+    (cache / "notes.txt").write_text("mine")
+    sizes = cache_sizes(cache)
+    assert all(sizes[kind] > 0 for kind in CACHE_KINDS if kind != "datasets"), sizes
+    cache_main(["clear", "--dir", str(cache)])
+    assert set(cache_sizes(cache).values()) == {0}
+    assert (cache / "notes.txt").read_text() == "mine"

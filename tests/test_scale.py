@@ -216,7 +216,7 @@ def test_dense_faiss_flat_run_equals_exact_run(tmp_path, minilm_path, session_ca
                 "latency.enabled=false",
             )
         )
-        results[index] = run_experiment(cfg, tmp_path / index)["first_stage"]
+        results[index] = run_experiment(cfg, tmp_path / index).metrics["first_stage"]
         text = (tmp_path / index / "run.first_stage.trec").read_text().split("\n")
         results[index + "-top"] = [line.split()[2] for line in text if line][:2000]
     assert results["exact-top"] == results["flat-top"]

@@ -93,20 +93,22 @@ def test_empty_sample_summary_is_none():
     assert summarize([])["p95_ms"] is None
 
 
-def test_sample_throughput_times_the_runs_own_pairs_without_cache():
+def test_pair_throughput_times_a_sample_of_the_runs_own_head_pairs():
     import numpy as np
     import pandas as pd
 
-    from evalkit.timing import sample_throughput
+    from evalkit.pipeline import TwoStage
 
     clock = FakeClock()
 
     class Scorer:
+        fingerprint, max_length, device = "fake", None, None
+
         def __init__(self):
-            self.scored: list[int] = []
+            self.scored: list[list] = []
 
         def score(self, pairs):
-            self.scored.append(len(pairs))
+            self.scored.append(list(pairs))
             clock.work(2 * len(pairs))  # 2 ms per pair -> 500 pairs/s
             return np.zeros(len(pairs), dtype=np.float32)
 
@@ -114,10 +116,38 @@ def test_sample_throughput_times_the_runs_own_pairs_without_cache():
         {"query_id": ["q"] * 5, "doc_id": list("abcde"), "score": [5.0, 4.0, 3.0, 2.0, 1.0]}
     )
     queries = pd.DataFrame({"query_id": ["q"], "text": ["wind"]})
-    corpus = pd.DataFrame({"doc_id": list("abcde"), "title": "", "text": list("vwxyz")})
+    doc_text = dict(zip("abcde", "vwxyz", strict=True))
     scorer = Scorer()
-    doc_text = dict(zip(corpus.doc_id, corpus.text, strict=True))
-    result = sample_throughput(scorer, run, queries, doc_text, depth=4, limit=3, clock=clock)
-    assert scorer.scored == [3, 3]  # warm-up, then the timed sample (top 3 within depth 4)
+    pipeline = TwoStage(retriever=None, scorer=scorer, depth=4)
+    result = pipeline.pair_throughput(run, queries, doc_text, pairs=3, clock=clock)
+    timed = scorer.scored[1]
+    assert len(scorer.scored[0]) == 3 and len(timed) == 3  # warm-up, then the timed sample
+    assert {d for _, d in timed} <= {"v", "w", "x", "y"}  # only the top-4 head, never "z"
     assert result["rerank_pairs_per_second"] == pytest.approx(500.0)
-    assert "sample of 3" in result["rerank_pairs_per_second_source"]
+    assert "3 of the run's own top-4 pairs" in result["rerank_pairs_per_second_source"]
+    again = TwoStage(retriever=None, scorer=Scorer(), depth=4)
+    again.pair_throughput(run, queries, doc_text, pairs=3, clock=FakeClock())
+    assert again.scorer.scored[1] == timed  # seeded: the same sample every run
+
+
+def test_latency_budget_stops_the_loop_but_measures_at_least_one_query():
+    clock = FakeClock()
+    stages = [("work", lambda q: clock.work(10))]
+    result = measure_online(stages, list(range(100)), warmup=0, clock=clock, max_seconds=0.035)
+    # queries start at 0, 10, 20, 30 ms (each under the 35 ms budget), the 5th would start at 40
+    assert result.measured == 4
+    single = measure_online(stages, list(range(5)), warmup=0, clock=clock, max_seconds=0.0)
+    assert single.measured == 1
+
+
+def test_p95_confidence_interval_from_order_statistics():
+    from scipy.stats import binom
+
+    from evalkit.timing import quantile_ci
+
+    values = [float(i) for i in range(1, 201)]
+    low, high = quantile_ci(values)
+    # coverage of [x_(184), x_(197)] for the 0.95 quantile of n=200, by the binomial
+    coverage = binom.cdf(196, 200, 0.95) - binom.cdf(183, 200, 0.95)
+    assert (low, high) == (184.0, 197.0) and coverage >= 0.95
+    assert quantile_ci([1.0, 2.0, 3.0])[1] is None  # too few samples for an upper bound

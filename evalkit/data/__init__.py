@@ -1,6 +1,7 @@
-"""Datasets: BEIR folders on disk, BEIR zips and ir_datasets downloads, all validated."""
+"""Datasets: built-in collections, BEIR folders on disk, BEIR zips and ir_datasets
+downloads, all validated into one :class:`~evalkit.types.Dataset` shape."""
 
 from evalkit.data.beir import load_beir_folder
-from evalkit.data.sources import load_dataset
+from evalkit.data.sources import content_digest, load_dataset
 
-__all__ = ["load_beir_folder", "load_dataset"]
+__all__ = ["content_digest", "load_beir_folder", "load_dataset"]

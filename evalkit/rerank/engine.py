@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 from evalkit.cache import PairScoreCache, pair_key
 from evalkit.faults import checkpoint
-from evalkit.retrieve.base import doc_texts_by_id
-from evalkit.types import DOC_ID, QUERY_ID, RANK, SCORE, rank_run
+from evalkit.rerank.base import Reranker, head_pairs
+from evalkit.retrieve.base import doc_texts_by_id, query_texts_by_id
+from evalkit.types import DOC_ID, QUERY_ID, SCORE
 
 DEGENERATE_FRACTION = 0.5
 
@@ -82,7 +83,7 @@ def rerank(
     queries: pd.DataFrame,
     corpus: pd.DataFrame,
     depth: int,
-    scorer,
+    scorer: Reranker,
     cache: PairScoreCache | None = None,
     show_progress: bool = True,
 ) -> RerankResult:
@@ -92,20 +93,16 @@ def rerank(
         first_stage: run ``query_id, doc_id, score``.
         queries, corpus: frames with the texts.
         depth: candidates rescored per query (the rest keep their first-stage order).
-        scorer: object with ``score(pairs, on_done, lengths, progress) -> float32`` and
-            ``fingerprint`` (see :mod:`evalkit.models.encoders`).
+        scorer: a :class:`~evalkit.rerank.base.Reranker`.
         cache: optional pair-score cache; hits are not recomputed.
 
     Returns:
         :class:`RerankResult` with the reranked run and counters (pairs total / unique /
         cached / scored, seconds, tokens, truncation, degeneracy).
     """
-    ranked = rank_run(first_stage)
-    head = ranked[ranked[RANK] <= depth]
-    tail = ranked[ranked[RANK] > depth]
-    query_text = dict(zip(queries[QUERY_ID].astype(str), queries["text"].astype(str), strict=True))
-    doc_text = doc_texts_by_id(corpus)
-    pairs = list(zip(head[QUERY_ID].map(query_text), head[DOC_ID].map(doc_text), strict=True))
+    head, pairs, tail = head_pairs(
+        first_stage, query_texts_by_id(queries), doc_texts_by_id(corpus), depth
+    )
     keys = [pair_key(q, d) for q, d in pairs]
     unique: dict[bytes, int] = {}
     for index, key in enumerate(keys):

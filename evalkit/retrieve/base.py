@@ -36,6 +36,11 @@ def doc_texts_by_id(corpus: pd.DataFrame) -> dict[str, str]:
     return dict(zip(corpus[DOC_ID].astype(str), document_texts(corpus), strict=True))
 
 
+def query_texts_by_id(queries: pd.DataFrame) -> dict[str, str]:
+    """Query id -> query text."""
+    return dict(zip(queries[QUERY_ID].astype(str), queries["text"].astype(str), strict=True))
+
+
 def document_texts(corpus: pd.DataFrame) -> list[str]:
     """Title and text joined as one string per document (the BEIR convention)."""
     titles = corpus["title"].fillna("").astype(str)

@@ -8,12 +8,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evalkit.cache import verify_manifest, write_manifest
 from evalkit.errors import ConfigError, problem
 from evalkit.retrieve.base import document_texts
 from evalkit.types import DOC_ID, QUERY_ID, SCORE, empty_run
 
 log = logging.getLogger(__name__)
 COMPLETE = ".complete"
+
+
+def _import_bm25s():
+    """bm25s sets its own logger to DEBUG when imported; keep its debug lines quiet."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 class BM25Retriever:
@@ -60,6 +69,13 @@ class BM25Retriever:
         self._tokenizer = None
         self._doc_ids: np.ndarray | None = None
 
+    @property
+    def fingerprint(self) -> str:
+        """Every setting that changes BM25's scores."""
+        return f"bm25|{self.k1}|{self.b}|{self.method}|{self.stemmer_language}|{self.stopwords}"
+
+    device = None
+
     def _make_tokenizer(self):
         from bm25s.tokenization import Tokenizer
 
@@ -99,7 +115,7 @@ class BM25Retriever:
         self._tokenizer, self._model = self._cached(Path(self.index_dir) / key, texts)
 
     def _build(self, texts: list[str]):
-        import bm25s
+        bm25s = _import_bm25s()
 
         tokenizer = self._make_tokenizer()
         ids = tokenizer.tokenize(
@@ -114,11 +130,14 @@ class BM25Retriever:
         import os
         import shutil
 
-        import bm25s
+        bm25s = _import_bm25s()
         from filelock import FileLock
 
         folder.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(folder) + ".lock"):
+            if (folder / COMPLETE).is_file() and not verify_manifest(folder):
+                log.warning("cached BM25 index %s is damaged; rebuilding it", folder)
+                shutil.rmtree(folder, ignore_errors=True)
             if not (folder / COMPLETE).is_file():
                 shutil.rmtree(folder, ignore_errors=True)
                 scratch = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
@@ -130,6 +149,7 @@ class BM25Retriever:
                 model.save(str(scratch), show_progress=False)
                 tokenizer.save_vocab(str(scratch))
                 (scratch / COMPLETE).write_text("")
+                write_manifest(scratch)
                 scratch.rename(folder)
         tokenizer = self._make_tokenizer()
         tokenizer.load_vocab(str(folder))

@@ -87,6 +87,8 @@ class DenseRetriever:
         chunk_size: corpus rows scored at once during exact search.
         corpus_embeddings: optional ``(texts, encode) -> array`` hook that returns cached
             embeddings (the embedding cache); default encodes directly.
+        fingerprint: identity of the model and the settings that change its embeddings.
+        device: where the model runs (``cuda`` is synchronised while timing).
     """
 
     name = "dense"
@@ -103,8 +105,12 @@ class DenseRetriever:
         index_builder: Callable[[object, str], object] | None = None,
         nprobe: int = 32,
         ef_search: int = 128,
+        fingerprint: str = "",
+        device: str | None = None,
     ) -> None:
         self.encode = encode
+        self.fingerprint = fingerprint
+        self.device = device
         self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
         self.chunk_size = chunk_size
         self._corpus_embeddings = corpus_embeddings

@@ -1,8 +1,9 @@
-"""Config schemas (dataclasses) and the one place where configs become objects.
+"""Config schemas (dataclasses registered with Hydra) and :func:`validate`.
 
 Hydra composes YAML from ``conf/``; :func:`validate` merges the result into these schemas,
-so a misspelled key or a wrong type is an error that names the key. :func:`build_retriever`
-and :func:`build_scorer` are the only functions that construct models from config.
+so a misspelled key or a wrong type is an error that names the key, then checks every
+value's range. Objects are built from a validated :class:`Config` in
+:mod:`evalkit.config.build`, nowhere else.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -99,6 +99,8 @@ class PipelineConfig:
 @dataclass
 class EvalConfig:
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_MEASURES))
+    # random (cost-only) weights: skip the reranked quality pass, whose numbers mean nothing
+    cost_only_quality: bool = False
 
 
 @dataclass
@@ -107,8 +109,9 @@ class LatencyConfig:
     max_queries: int = 100  # online sample cap (first N evaluated queries)
     warmup: int = 3
     concurrency: int = 1
+    max_seconds: float = 60.0  # time budget of the online loop per depth (>= 1 query)
     depths: list[int] = field(default_factory=list)  # latency-vs-depth curve, e.g. [10,100]
-    throughput_pairs: int = 256  # pairs timed for offline pairs/s when the cache scored all
+    throughput_pairs: int = 256  # pairs of the run's own, timed uncached, for pairs/s
 
 
 @dataclass
@@ -164,12 +167,30 @@ def folder_slug(text: str, limit: int = 180) -> str:
     return safe
 
 
-if not OmegaConf.has_resolver("evalkit_slug"):
-    OmegaConf.register_new_resolver("evalkit_slug", folder_slug)
+def run_name(
+    dataset: str, path: str | None, retriever: str, reranker: str, weights: str, depth: int
+) -> str:
+    """A run folder's name: the dataset (a local folder's own name), the stages, and a
+    ``costonly`` mark for random weights.
+
+    Example:
+        >>> run_name("local", "/data/cranfield/", "bm25", "minilm_l6", "random", 100)
+        'cranfield_bm25_minilm_l6-costonly_d100'
+    """
+    if path and dataset == "local":
+        dataset = Path(str(path)).expanduser().name or dataset
+    second = f"{reranker}-costonly" if weights == "random" and reranker != "none" else reranker
+    stages = f"{retriever}_{second}_d{depth}" if reranker != "none" else f"{retriever}"
+    return folder_slug(f"{dataset}_{stages}")
+
+
+for _name, _function in (("evalkit_slug", folder_slug), ("evalkit_run_name", run_name)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _function)
 
 CHOICES = {
     "retriever.index": ("auto", "exact", "flat", "ivf", "hnsw"),
-    "dataset.source": ("beir", "ir_datasets", "local"),
+    "dataset.source": ("builtin", "beir", "ir_datasets", "local"),
     "dataset.on_invalid": ("warn", "error"),
     "retriever.kind": ("bm25", "dense"),
     "retriever.weights": ("pretrained", "random"),
@@ -216,8 +237,72 @@ def validate(cfg: DictConfig | dict) -> Config:
     return config
 
 
+# (section.key, lowest allowed, highest allowed or None); None values are allowed where
+# the schema says ``| None``.
+BOUNDS = (
+    ("pipeline.depth", 1, None),
+    ("pipeline.first_stage_k", 1, None),
+    ("dataset.relevance_level", 1, None),
+    ("dataset.max_queries", 1, None),
+    ("latency.max_queries", 1, None),
+    ("latency.warmup", 0, None),
+    ("latency.concurrency", 1, 1024),
+    ("latency.throughput_pairs", 1, None),
+    ("latency.max_seconds", 1e-3, None),
+    ("retriever.batch_size", 1, None),
+    ("reranker.batch_size", 1, None),
+    ("retriever.max_length", 1, None),
+    ("reranker.max_length", 1, None),
+    ("retriever.chunk_size", 1, None),
+    ("retriever.shard_size", 1, None),
+    ("retriever.exact_max_docs", 1, None),
+    ("retriever.ivf_nlist", 0, None),
+    ("retriever.ivf_nprobe", 1, None),
+    ("retriever.hnsw_m", 2, None),
+    ("retriever.hnsw_ef_search", 1, None),
+    ("retriever.k1", 0.0, None),
+    ("retriever.b", 0.0, 1.0),
+    ("seed", 0, 2**32 - 1),
+)
+
+
+def _check_bounds(config: Config) -> None:
+    import math
+
+    for dotted, low, high in BOUNDS:
+        section, _, key = dotted.rpartition(".")
+        value = getattr(getattr(config, section) if section else config, key)
+        if value is None:
+            continue
+        bad = not math.isfinite(value) or value < low or (high is not None and value > high)
+        if bad:
+            allowed = f">= {low}" if high is None else f"between {low} and {high}"
+            raise ConfigError(
+                problem(f"{dotted} must be {allowed}, found {value!r}", dotted, f"set {dotted}")
+            )
+    for depth in config.latency.depths:
+        if not depth >= 1:
+            raise ConfigError(
+                problem(f"latency.depths must be >= 1, found {depth}", "latency.depths")
+            )
+    from evalkit.data.download import SAFE_NAME
+
+    for dotted in ("dataset.name", "retriever.name", "reranker.name"):
+        section, key = dotted.split(".")
+        value = getattr(getattr(config, section), key)
+        if not SAFE_NAME.match(value) or ".." in value:
+            raise ConfigError(
+                problem(
+                    f"{dotted}={value!r} is not a safe name (it names folders)",
+                    dotted,
+                    "use letters, digits, '.', '_' and '-' only (no '/', no '..')",
+                )
+            )
+
+
 def _check_rules(config: Config) -> None:
     pipeline, reranker = config.pipeline, config.reranker
+    _check_bounds(config)
     if config.dataset.source == "local" and not config.dataset.path:
         raise ConfigError(
             problem(
@@ -294,196 +379,7 @@ def _check_rules(config: Config) -> None:
 
 
 def cache_dir(config: Config) -> Path:
-    return Path(config.cache.dir).expanduser()
+    """The cache root (created, with the marker that lets ``evalkit-cache`` clear it)."""
+    from evalkit.cache import ensure_cache_root
 
-
-# --- the one place where configs become objects ----------------------------------------
-
-
-def build_bi_encoder(rc: RetrieverConfig | RerankerConfig, cache: Path, show_progress: bool):
-    """Load a sentence-transformers bi-encoder (pretrained, local path, or random)."""
-    from evalkit.models.encoders import BiEncoder
-    from evalkit.models.loading import resolve_device, resolve_dtype, resolve_model_path
-
-    device = resolve_device(rc.device)
-    path = resolve_model_path(rc.model, rc.weights, "bi_encoder", cache)
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(
-        path,
-        device=device,
-        revision=rc.revision,
-        trust_remote_code=bool(getattr(rc, "trust_remote_code", False)),
-        model_kwargs={"torch_dtype": resolve_dtype(rc.dtype, device)},
-    )
-    if rc.max_length:
-        model.max_seq_length = rc.max_length
-    return BiEncoder(model, batch_size=rc.batch_size, show_progress=show_progress), path
-
-
-def build_retriever(config: Config, embeddings_hook=None) -> Any:
-    """Build the first stage named by ``config.retriever``."""
-    rc = config.retriever
-    if rc.kind == "bm25":
-        from evalkit.retrieve.bm25 import BM25Retriever
-
-        return BM25Retriever(
-            k1=rc.k1,
-            b=rc.b,
-            method=rc.method,
-            stemmer=rc.stemmer,
-            stopwords=rc.stopwords,
-            show_progress=config.show_progress,
-            index_dir=cache_dir(config) / "bm25" if config.cache.enabled else None,
-        )
-    from evalkit.retrieve.dense import DenseRetriever
-
-    encoder, path = build_bi_encoder(rc, cache_dir(config), config.show_progress)
-    encoder.fingerprint = model_fingerprint(rc, path, f"dense|{rc.passage_prefix}")
-    folder = cache_dir(config) / "embeddings"
-    corpus_key: dict[str, str] = {}
-
-    def corpus_embeddings(texts: list[str], job: tuple[int, int] | None = None):
-        from evalkit.cache import texts_digest
-        from evalkit.retrieve.shards import encode_sharded
-
-        corpus_key["texts"] = texts_digest(texts)
-
-        if not config.cache.enabled:
-            return encoder.encode(texts, rc.passage_prefix)
-        return encode_sharded(
-            texts,
-            lambda part: encoder.encode(part, rc.passage_prefix),
-            folder,
-            encoder.fingerprint,
-            rc.shard_size,
-            job,
-        )
-
-    def index_builder(matrix, kind: str):
-        from evalkit.retrieve.faiss_index import build_index, cached_index
-
-        params = {"nlist": rc.ivf_nlist, "hnsw_m": rc.hnsw_m, "seed": config.seed}
-        if not config.cache.enabled:
-            return build_index(matrix, kind, **params)
-        key = f"{encoder.fingerprint}|{corpus_key.get('texts')}|{matrix.shape}"
-        return cached_index(folder, key, matrix, kind, **params)
-
-    retriever = DenseRetriever(
-        encoder.encode,
-        rc.query_prefix,
-        rc.passage_prefix,
-        chunk_size=rc.chunk_size,
-        corpus_embeddings=corpus_embeddings,
-        index=rc.index,
-        exact_max_docs=rc.exact_max_docs,
-        index_builder=index_builder,
-        nprobe=rc.ivf_nprobe,
-        ef_search=rc.hnsw_ef_search,
-    )
-    retriever.encoder = encoder
-    return retriever
-
-
-def model_fingerprint(section: RetrieverConfig | RerankerConfig, path: str, extra: str) -> str:
-    """Cache identity of a model and the settings that change its outputs."""
-    from evalkit.models.loading import dtype_name, fingerprint, resolve_device, resolve_dtype
-
-    dtype = dtype_name(resolve_dtype(section.dtype, resolve_device(section.device)))
-    return "|".join(
-        [
-            fingerprint(path, section.revision),
-            dtype,
-            getattr(section, "backend", "torch"),
-            str(section.max_length),
-            extra,
-        ]
-    )
-
-
-BACKEND_PACKAGES = {"onnx": ("optimum", "onnxruntime"), "openvino": ("optimum", "openvino")}
-
-
-def _require_backend(backend: str) -> None:
-    """Fail with the install command when an onnx/openvino backend's packages are missing."""
-    import importlib.util
-
-    missing = [m for m in BACKEND_PACKAGES.get(backend, ()) if importlib.util.find_spec(m) is None]
-    if missing:
-        from evalkit.errors import ModelError
-
-        raise ModelError(
-            problem(
-                f"reranker.backend={backend} needs {missing}, which are not installed",
-                "reranker.backend",
-                f"pip install 'sentence-transformers[{backend}]', or use backend=torch",
-            )
-        )
-
-
-def build_scorer(config: Config):
-    """Build the second-stage scorer named by ``config.reranker`` (None for ``none``)."""
-    rr = config.reranker
-    if rr.kind == "none":
-        return None
-    cache = cache_dir(config)
-    if rr.kind == "biencoder":
-        from evalkit.models.encoders import BiEncoderScorer
-
-        encoder, path = build_bi_encoder(rr, cache, config.show_progress)
-        return BiEncoderScorer(
-            encoder,
-            rr.query_prefix,
-            rr.passage_prefix,
-            fingerprint=model_fingerprint(
-                rr, path, f"biencoder|{rr.query_prefix}|{rr.passage_prefix}"
-            ),
-        )
-    from evalkit.models.encoders import CrossEncoderScorer
-    from evalkit.models.loading import resolve_device, resolve_dtype, resolve_model_path
-
-    device = resolve_device(rr.device)
-    path = resolve_model_path(rr.model, rr.weights, "cross_encoder", cache, config.seed)
-    from sentence_transformers import CrossEncoder
-
-    _require_backend(rr.backend)
-    kwargs: dict[str, Any] = {}
-    if rr.backend == "torch":
-        kwargs["model_kwargs"] = {"torch_dtype": resolve_dtype(rr.dtype, device)}
-    elif rr.backend_file:
-        kwargs["model_kwargs"] = {"file_name": rr.backend_file}
-    try:
-        model = CrossEncoder(
-            path,
-            device=device,
-            max_length=rr.max_length,
-            revision=rr.revision,
-            trust_remote_code=rr.trust_remote_code,
-            backend=rr.backend,
-            **kwargs,
-        )
-    except OSError as error:
-        from evalkit.errors import ModelError
-
-        raise ModelError(
-            problem(
-                f"cannot load reranker '{rr.model}': {str(error).splitlines()[0]}",
-                "reranker.model",
-                "no network? point reranker.model at a local folder, or use "
-                "reranker.weights=random for cost-only timing",
-            )
-        ) from None
-    architectures = list(getattr(model.config, "architectures", None) or [])
-    if architectures and not any("SequenceClassification" in a for a in architectures):
-        log.warning(
-            "reranker '%s' is a %s checkpoint, not a cross-encoder (sequence classifier): its "
-            "relevance head is untrained and scores will be meaningless",
-            rr.model,
-            architectures[0],
-        )
-    return CrossEncoderScorer(
-        model,
-        batch_size=rr.batch_size,
-        show_progress=config.show_progress,
-        fingerprint=model_fingerprint(rr, path, f"cross|{rr.backend_file}"),
-    )
+    return ensure_cache_root(config.cache.dir)

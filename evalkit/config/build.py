@@ -1,0 +1,228 @@
+"""The one place where configs become objects: retrievers, rerankers, the pipeline.
+
+Every model evalkit runs is constructed here from a validated
+:class:`~evalkit.config.schema.Config`; nothing else instantiates models from settings.
+Each object receives everything it needs (fingerprint, device) in its constructor.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from evalkit.config.schema import Config, RerankerConfig, RetrieverConfig, cache_dir
+from evalkit.errors import ModelError, problem
+
+log = logging.getLogger(__name__)
+
+BACKEND_PACKAGES = {"onnx": ("optimum", "onnxruntime"), "openvino": ("optimum", "openvino")}
+
+
+def model_fingerprint(section: RetrieverConfig | RerankerConfig, path: str, extra: str) -> str:
+    """Cache identity of a model and the settings that change its outputs."""
+    from evalkit.models.loading import dtype_name, fingerprint, resolve_device, resolve_dtype
+
+    dtype = dtype_name(resolve_dtype(section.dtype, resolve_device(section.device)))
+    backend = section.backend if isinstance(section, RerankerConfig) else "torch"
+    return "|".join(
+        [fingerprint(path, section.revision), dtype, backend, str(section.max_length), extra]
+    )
+
+
+def _model_error(section: str, model: str, error: Exception) -> ModelError:
+    from evalkit.models.hub import offline_fix
+
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return ModelError(
+        problem(
+            f"cannot load {section}.model '{model}': {first}", f"{section}.model", offline_fix()
+        )
+    )
+
+
+def build_bi_encoder(rc: RetrieverConfig | RerankerConfig, section: str, config: Config):
+    """A sentence-transformers bi-encoder (hub id, local folder, packaged, or random)."""
+    from evalkit.models.encoders import BiEncoder
+    from evalkit.models.loading import (
+        load_quietly,
+        resolve_device,
+        resolve_dtype,
+        resolve_model_path,
+    )
+
+    device = resolve_device(rc.device)
+    path = resolve_model_path(rc.model, rc.weights, "bi_encoder", cache_dir(config), section)
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = load_quietly(
+            lambda: SentenceTransformer(
+                path,
+                device=device,
+                revision=rc.revision,
+                trust_remote_code=rc.trust_remote_code,
+                model_kwargs={"torch_dtype": resolve_dtype(rc.dtype, device)},
+            ),
+            config.seed,
+        )
+    except (OSError, ValueError) as error:
+        raise _model_error(section, rc.model, error) from None
+    if rc.max_length:
+        model.max_seq_length = rc.max_length
+    return BiEncoder(model, batch_size=rc.batch_size, show_progress=config.show_progress), path
+
+
+def build_retriever(config: Config):
+    """Build the first stage named by ``config.retriever``."""
+    rc = config.retriever
+    if rc.kind == "bm25":
+        from evalkit.retrieve.bm25 import BM25Retriever
+
+        return BM25Retriever(
+            k1=rc.k1,
+            b=rc.b,
+            method=rc.method,
+            stemmer=rc.stemmer,
+            stopwords=rc.stopwords,
+            show_progress=config.show_progress,
+            index_dir=cache_dir(config) / "bm25" if config.cache.enabled else None,
+        )
+    from evalkit.retrieve.dense import DenseRetriever
+
+    encoder, path = build_bi_encoder(rc, "retriever", config)
+    model_key = model_fingerprint(rc, path, f"dense|{rc.query_prefix}|{rc.passage_prefix}")
+    folder = cache_dir(config) / "embeddings"
+    corpus_key: dict[str, str] = {}
+
+    def corpus_embeddings(texts: list[str], job: tuple[int, int] | None = None):
+        from evalkit.cache import texts_digest
+        from evalkit.retrieve.shards import encode_sharded
+
+        corpus_key["texts"] = texts_digest(texts)
+        if not config.cache.enabled:
+            return encoder.encode(texts, rc.passage_prefix)
+        return encode_sharded(
+            texts,
+            lambda part: encoder.encode(part, rc.passage_prefix),
+            folder,
+            model_key,
+            rc.shard_size,
+            job,
+        )
+
+    def index_builder(matrix, kind: str):
+        from evalkit.retrieve.faiss_index import build_index, cached_index
+
+        params = {"nlist": rc.ivf_nlist, "hnsw_m": rc.hnsw_m, "seed": config.seed}
+        if not config.cache.enabled:
+            return build_index(matrix, kind, **params)
+        key = f"{model_key}|{corpus_key.get('texts')}|{matrix.shape}"
+        return cached_index(folder, key, matrix, kind, **params)
+
+    return DenseRetriever(
+        encoder.encode,
+        rc.query_prefix,
+        rc.passage_prefix,
+        chunk_size=rc.chunk_size,
+        corpus_embeddings=corpus_embeddings,
+        index=rc.index,
+        exact_max_docs=rc.exact_max_docs,
+        index_builder=index_builder,
+        nprobe=rc.ivf_nprobe,
+        ef_search=rc.hnsw_ef_search,
+        fingerprint=model_key,
+        device=str(encoder.model.device),
+    )
+
+
+def _require_backend(backend: str) -> None:
+    """Fail with the install command when an onnx/openvino backend's packages are missing."""
+    import importlib.util
+
+    missing = [m for m in BACKEND_PACKAGES.get(backend, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelError(
+            problem(
+                f"reranker.backend={backend} needs {missing}, which are not installed",
+                "reranker.backend",
+                f"pip install 'sentence-transformers[{backend}]', or use backend=torch",
+            )
+        )
+
+
+def build_scorer(config: Config):
+    """Build the second stage named by ``config.reranker``: a
+    :class:`~evalkit.rerank.base.Reranker`, or None for ``reranker=none``."""
+    rr = config.reranker
+    if rr.kind == "none":
+        return None
+    if rr.kind == "biencoder":
+        from evalkit.rerank.biencoder import BiEncoderReranker
+
+        encoder, path = build_bi_encoder(rr, "reranker", config)
+        return BiEncoderReranker(
+            encoder,
+            rr.query_prefix,
+            rr.passage_prefix,
+            fingerprint=model_fingerprint(
+                rr, path, f"biencoder|{rr.query_prefix}|{rr.passage_prefix}"
+            ),
+        )
+    return _build_cross_encoder(config)
+
+
+def _build_cross_encoder(config: Config):
+    from evalkit.models.loading import (
+        load_quietly,
+        resolve_device,
+        resolve_dtype,
+        resolve_model_path,
+    )
+    from evalkit.rerank.cross_encoder import CrossEncoderReranker
+
+    rr = config.reranker
+    device = resolve_device(rr.device)
+    path = resolve_model_path(
+        rr.model, rr.weights, "cross_encoder", cache_dir(config), "reranker", config.seed
+    )
+    from sentence_transformers import CrossEncoder
+
+    _require_backend(rr.backend)
+    model_kwargs: dict = {}
+    if rr.backend == "torch":
+        model_kwargs["torch_dtype"] = resolve_dtype(rr.dtype, device)
+    elif rr.backend_file:
+        model_kwargs["file_name"] = rr.backend_file
+    try:
+        model = load_quietly(
+            lambda: CrossEncoder(
+                path,
+                device=device,
+                max_length=rr.max_length,
+                revision=rr.revision,
+                trust_remote_code=rr.trust_remote_code,
+                backend=rr.backend,
+                model_kwargs=model_kwargs,
+            ),
+            config.seed,
+        )
+    except (OSError, ValueError) as error:
+        raise _model_error("reranker", rr.model, error) from None
+    architectures = list(getattr(model.config, "architectures", None) or [])
+    head_missing = bool(architectures) and not any(
+        "SequenceClassification" in a for a in architectures
+    )
+    if head_missing:
+        log.warning(
+            "reranker '%s' is a %s checkpoint, not a cross-encoder (sequence classifier): its "
+            "relevance head is untrained (seeded with seed=%d) and scores are meaningless",
+            rr.model,
+            architectures[0],
+            config.seed,
+        )
+    head_seed = f"head-seed{config.seed}" if head_missing else ""
+    return CrossEncoderReranker(
+        model,
+        batch_size=rr.batch_size,
+        show_progress=config.show_progress,
+        fingerprint=model_fingerprint(rr, path, f"cross|{rr.backend_file}|{head_seed}"),
+    )

@@ -1,0 +1,331 @@
+"""The decision: which configuration to run under a latency / throughput budget.
+
+Three small objects: a :class:`Budget` (what the user can afford), a :class:`FitRule`
+(does a system fit it, and why not), and a :class:`Decision` (the answer with its evidence,
+``render()`` for people and ``to_json()`` for machines). Rule, per dataset:
+
+1. A system *fits* when its measured online p95 is within ``p95_ms`` and, when ``qps`` is
+   given, it sustains that rate. Without a load curve the QPS rule is the throughput
+   bound ``qps x depth <= pairs/s`` (pairs/s: the run's own pairs, timed uncached) for a
+   reranker and ``qps <= closed-loop QPS`` for a first stage alone; the decision states
+   the serving model this assumes and flags systems whose one-at-a-time QPS is lower.
+2. Among fitting systems with meaningful quality, the best by ``metric`` wins.
+3. If the winner reranks, its gain over its own first stage must be significant (paired
+   randomisation test, Holm-corrected, at ``alpha``) and at least ``min_gain``;
+   otherwise the answer is to skip reranking and run the best fitting first stage.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from evalkit.errors import ConfigError, DataError, problem
+from evalkit.report import Report, compare
+from evalkit.results import is_number
+
+QPS_ASSUMPTION = (
+    "QPS rule without a load curve: a reranker sustains Q QPS when Q x depth <= its "
+    "measured pairs/s, i.e. a server that batches the pairs of concurrent queries "
+    "perfectly at the offline throughput, on one replica of the measured hardware; the "
+    "p95 used is the one-query-at-a-time (closed-loop) p95, which grows under load"
+)
+
+
+def _finite(name: str, value, positive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(problem(f"{name} must be a finite number, found {value!r}", name))
+    if positive and value <= 0:
+        raise ConfigError(problem(f"{name} must be positive, found {value!r}", name))
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the deployment can afford and how sure a gain must be.
+
+    Example:
+        >>> Budget(p95_ms=50, qps=20).qps
+        20.0
+        >>> Budget(p95_ms=-1)
+        Traceback (most recent call last):
+        ...
+        evalkit.errors.ConfigError: --p95-ms must be positive, found -1 (--p95-ms)
+    """
+
+    p95_ms: float
+    qps: float | None = None
+    metric: str = "nDCG@10"
+    min_gain: float = 0.0
+    alpha: float = 0.05
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "p95_ms", _finite("--p95-ms", self.p95_ms))
+        if self.qps is not None:
+            object.__setattr__(self, "qps", _finite("--qps", self.qps))
+        object.__setattr__(self, "min_gain", _finite("--min-gain", self.min_gain, positive=False))
+        alpha = _finite("--alpha", self.alpha)
+        if not alpha < 1:
+            raise ConfigError(problem(f"--alpha must be below 1, found {alpha}", "--alpha"))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the fit rule reads of a system (a report headline row has these too)."""
+
+    system: str
+    p95_ms: float | None
+    qps: float | None
+    depth: int | None
+    pairs_per_second: float | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    fits: bool
+    why: str
+
+
+class FitRule:
+    """Does a system (a row of the report's headline) fit the budget?"""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+
+    def check(self, row) -> Verdict:
+        budget = self.budget
+        if not is_number(row.p95_ms):
+            return Verdict(False, "no latency measured")
+        if row.p95_ms > budget.p95_ms:
+            return Verdict(
+                False, f"p95 {row.p95_ms:.1f} ms exceeds the {budget.p95_ms:g} ms budget"
+            )
+        if budget.qps is None:
+            return Verdict(True, "fits")
+        if is_number(row.depth):
+            pairs = row.pairs_per_second
+            if not is_number(pairs):
+                return Verdict(False, "no sustained pairs/s measured for the QPS check")
+            needed = budget.qps * row.depth
+            if needed > pairs:
+                return Verdict(
+                    False,
+                    f"{budget.qps:g} QPS x depth {int(row.depth)} = {needed:,.0f} pairs/s "
+                    f"exceeds the measured {pairs:,.1f} pairs/s",
+                )
+            return Verdict(True, "fits")
+        if is_number(row.qps) and budget.qps > row.qps:
+            return Verdict(False, f"{budget.qps:g} QPS exceeds the measured {row.qps:.1f} QPS")
+        return Verdict(True, "fits")
+
+    def warnings(self, row) -> list[str]:
+        """Where the QPS rule's serving assumption is doing the work."""
+        qps = self.budget.qps
+        if qps is None or not is_number(row.depth) or not is_number(row.qps) or row.qps >= qps:
+            return []
+        needed = math.ceil(qps / row.qps)
+        return [
+            f"{row.system}: one query at a time it measured {row.qps:.2f} QPS, below the asked "
+            f"{qps:g}; reaching {qps:g} QPS needs at least {needed} queries in flight, batched "
+            "together on the reranker (or that many replicas)"
+        ]
+
+
+def _evidence(row) -> dict:
+    """A report headline row as plain JSON values (NaN and NA become None)."""
+    out = {}
+    for key, value in row._asdict().items():
+        if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+            value = None
+        out[key] = value.item() if hasattr(value, "item") else value
+    return out
+
+
+@dataclass
+class Decision:
+    """The recommendation for one dataset under a budget, with its evidence."""
+
+    decision: str  # rerank | first_stage | skip_reranking | nothing_fits
+    budget: Budget
+    dataset: str
+    message: str
+    recommendation: dict | None = None
+    runner_up: dict | None = None
+    considered: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["budget"] = asdict(self.budget)
+        return data
+
+    def render(self) -> str:
+        lines = [self.message]
+        rec = self.recommendation
+        if rec:
+            ci = f"[{rec['ci_low']:.4f}, {rec['ci_high']:.4f}]"
+            qps = f", {rec['qps']:.1f} QPS" if rec.get("qps") else ""
+            lines.append(
+                f"  {rec['system']}: {rec['measure']} {rec['mean']:.4f} {ci}, p95 "
+                f"{rec['p95_ms']:.1f} ms{qps}"
+            )
+        if self.runner_up:
+            lines.append(f"  runner-up {self.runner_up['system']}: {self.runner_up['why_not']}")
+        width = max((len(c["system"]) for c in self.considered), default=10) + 2
+        for item in self.considered:
+            mark = "fits " if item["fits"] else "out  "
+            p95 = f"{item['p95_ms']:.1f} ms" if is_number(item["p95_ms"]) else "—"
+            mean = f"{item['mean']:.4f}" if is_number(item["mean"]) else "cost-only"
+            why = "" if item["fits"] else item["why"]
+            lines.append(f"  {mark}{item['system']:<{width}} {mean:>9}  p95 {p95:>11}  {why}")
+        lines += [f"assumption: {a}" for a in self.assumptions]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) -> Decision:
+    """Recommend a configuration (or skipping reranking) for ``budget``.
+
+    Args:
+        results: a results folder, or a :class:`~evalkit.report.Report` from ``compare``.
+        budget: the latency / QPS budget and significance rules.
+        bootstrap: bootstrap samples when ``results`` is a folder.
+    """
+    report = (
+        results
+        if isinstance(results, Report)
+        else compare(results, budget.metric, "auto", bootstrap)
+    )
+    datasets = sorted({s.dataset for s in report.systems})
+    if budget.dataset is not None and budget.dataset not in datasets:
+        raise DataError(
+            problem(
+                f"no runs on dataset '{budget.dataset}'", "--dataset", f"choose one of {datasets}"
+            )
+        )
+    if budget.dataset is None and len(datasets) > 1:
+        raise DataError(
+            problem(
+                f"results cover several datasets {datasets}",
+                "--dataset",
+                "decide for one at a time: --dataset NAME",
+            )
+        )
+    dataset = budget.dataset or datasets[0]
+    rule = FitRule(budget)
+    headline = report.headline()
+    rows = headline[headline.dataset == dataset]
+    hardware = sorted({s.hardware for s in report.systems if s.dataset == dataset})
+    warnings = []
+    if len(hardware) > 1:
+        warnings.append(
+            f"runs were measured on different hardware {hardware}: their latencies are not "
+            "comparable"
+        )
+    cost_only = [s for s in report.systems if s.dataset == dataset and not s.quality_meaningful]
+    considered = [
+        {"system": r.system, "mean": float(r.mean), "p95_ms": r.p95_ms, **asdict(rule.check(r))}
+        for r in rows.itertuples(index=False)
+    ]
+    for system in cost_only:
+        label = report.labels[system.key]
+        verdict = rule.check(
+            Candidate(
+                label,
+                system.latency.p95_ms,
+                system.latency.qps,
+                system.identity.depth,
+                system.pairs_per_second,
+            )
+        )
+        considered.append(
+            {
+                "system": label,
+                "mean": None,
+                "p95_ms": system.latency.p95_ms,
+                "fits": False,
+                "why": "cost-only weights (no quality): latency "
+                + ("fits" if verdict.fits else f"does not fit: {verdict.why}"),
+            }
+        )
+    assumptions = [QPS_ASSUMPTION] if budget.qps is not None else []
+    fitting = [r for r in rows.itertuples(index=False) if rule.check(r).fits]
+    for row in fitting:
+        warnings += rule.warnings(row)
+    decision = _choose(fitting, budget, rows)
+    decision.dataset, decision.considered = dataset, considered
+    decision.warnings += warnings
+    decision.assumptions = assumptions
+    return decision
+
+
+def _choose(fitting: list, budget: Budget, rows) -> Decision:
+    metric = rows.measure.iloc[0] if len(rows) else budget.metric
+    if not fitting:
+        timed = [r for r in rows.itertuples(index=False) if is_number(r.p95_ms)]
+        fastest = min(timed, key=lambda r: r.p95_ms, default=None)
+        message = "No configuration fits the budget."
+        if fastest is not None:
+            message += f" The fastest measured is {fastest.system} at p95 {fastest.p95_ms:.1f} ms."
+        return Decision("nothing_fits", budget, "", message)
+    best = fitting[0]
+    if not is_number(best.depth):
+        rerankers = [r for r in rows.itertuples(index=False) if is_number(r.depth)]
+        if any(is_number(r.depth) for r in fitting):
+            why = "no fitting reranker scores higher"
+        elif rerankers:
+            why = "no reranker fits the budget"
+        else:
+            why = "no reranked system was measured"
+        decision = Decision(
+            "first_stage", budget, "", f"Skip reranking ({why}): use {best.system}."
+        )
+        return _with_runner_up(decision, best, fitting, metric)
+    p = best.p_randomization_holm
+    significant = is_number(p) and p < budget.alpha
+    if significant and best.gain >= budget.min_gain:
+        message = (
+            f"Rerank: use {best.system}: {metric} {best.mean:.4f} ({best.gain:+.4f} over "
+            f"{best.baseline}, 95% CI [{best.gain_ci_low:+.4f}, {best.gain_ci_high:+.4f}], "
+            f"Holm p = {p:.3g}), p95 {best.p95_ms:.1f} ms."
+        )
+        return _with_runner_up(Decision("rerank", budget, "", message), best, fitting, metric)
+    reason = (
+        f"its gain over {best.baseline} ({best.gain:+.4f} {metric}) is "
+        + ("not significant" if not significant else f"below --min-gain {budget.min_gain:g}")
+        + (f" (Holm-corrected randomisation p = {p:.3g})" if is_number(p) else "")
+    )
+    first_stages = [r for r in fitting if not is_number(r.depth)]
+    message = (
+        f"Skip reranking: the best fitting reranker, {best.system}, does not earn its "
+        f"cost: {reason}."
+    )
+    rejected = best
+    best = first_stages[0] if first_stages else None
+    if best is None:
+        message += " No first stage alone was measured; run one (reranker=none)."
+        return Decision("skip_reranking", budget, "", message)
+    message += f" Run {best.system} alone."
+    decision = Decision("skip_reranking", budget, "", message)
+    decision = _with_runner_up(decision, best, fitting, metric)
+    decision.runner_up = {**_evidence(rejected), "why_not": reason}
+    return decision
+
+
+def _with_runner_up(decision: Decision, best, fitting: list, metric: str) -> Decision:
+    decision.recommendation = _evidence(best)
+    others = [r for r in fitting if r.system != best.system]
+    if others:
+        row = others[0]
+        why = (
+            f"lower {metric} ({row.mean:.4f} vs {best.mean:.4f})"
+            if row.mean <= best.mean
+            else "its reranking gain is not significant or below --min-gain"
+        )
+        decision.runner_up = {**_evidence(row), "why_not": why}
+    return decision

@@ -1,0 +1,235 @@
+"""Hostile inputs, round two: stale results, concurrent writers, corrupted caches, odd ids,
+determinism, and the last-resort handler of every console script (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomllib
+
+from evalkit.errors import ConfigError, DataError
+from evalkit.runner import claim_folder, run_experiment
+from tests.conftest import REPO, TOY, compose
+
+
+def toy_overrides(cache, data=TOY, *extra):
+    return [
+        "dataset=local",
+        f"dataset.path={data}",
+        f"cache.dir={cache}",
+        "show_progress=false",
+        "latency.max_queries=2",
+        "latency.warmup=0",
+        "latency.throughput_pairs=8",
+        "pipeline.depth=5",
+        *extra,
+    ]
+
+
+@pytest.fixture
+def toy_copy(tmp_path):
+    target = tmp_path / "toy"
+    shutil.copytree(TOY, target)
+    return target
+
+
+def test_edited_qrels_are_never_served_stale(tmp_path, toy_copy):
+    overrides = toy_overrides(tmp_path / "cache", toy_copy, "reranker=none")
+    folder = tmp_path / "run"
+    before = run_experiment(compose(overrides), folder).metrics["first_stage"]["nDCG@10"]
+    qrels = toy_copy / "qrels" / "test.tsv"
+    # q1's highly relevant document d1 becomes not relevant: q1's nDCG@10 changes
+    qrels.write_text(qrels.read_text().replace("q1\td1\t2", "q1\td1\t0"))
+    after = run_experiment(compose(overrides), folder).metrics["first_stage"]["nDCG@10"]
+    fresh = run_experiment(compose(overrides), tmp_path / "fresh").metrics["first_stage"]
+    assert after == fresh["nDCG@10"] and after != before
+
+
+def test_a_second_writer_of_one_folder_fails_in_one_line(tmp_path):
+    folder = tmp_path / "run"
+    with (
+        claim_folder(folder),
+        pytest.raises(ConfigError, match="another evalkit run is writing into"),
+    ):
+        run_experiment(compose(toy_overrides(tmp_path / "c", TOY, "reranker=none")), folder)
+
+
+def test_a_refused_run_rewrites_nothing(tmp_path):
+    folder = tmp_path / "run"
+    run_experiment(compose(toy_overrides(tmp_path / "c", TOY, "reranker=none")), folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(ConfigError, match="holds a finished run of a different config"):
+        run_experiment(
+            compose(toy_overrides(tmp_path / "c", TOY, "reranker=none", "seed=3")), folder
+        )
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert not (folder / ".hydra").exists()
+
+
+def _first_stage_run(cache, extra=()):
+    from evalkit.config import validate
+    from evalkit.data import load_dataset
+    from evalkit.runner import build_pipeline
+
+    config = validate(compose(toy_overrides(cache, TOY, "reranker=none", *extra)))
+    dataset = load_dataset(config.dataset, cache)
+    return build_pipeline(config).first_stage(dataset)[0]
+
+
+def test_a_flipped_bit_in_a_cached_run_is_detected_and_recomputed(tmp_path, caplog):
+    cache = tmp_path / "cache"
+    clean = _first_stage_run(cache)
+    [cached] = list((cache / "runs").glob("*.parquet"))
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    cached.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        again = _first_stage_run(cache)
+    assert "is damaged" in caplog.text
+    assert again.equals(clean)
+
+
+def test_garbage_in_the_bm25_index_is_rebuilt(tmp_path, caplog):
+    cache = tmp_path / "cache"
+    overrides = toy_overrides(cache, TOY, "reranker=none", "cache.enabled=true")
+    clean = run_experiment(compose(overrides), tmp_path / "a").metrics["first_stage"]
+    [index] = [p for p in (cache / "bm25").iterdir() if p.is_dir()]
+    for npy in index.glob("*.npy"):
+        npy.write_bytes(npy.read_bytes()[:128] + np.random.default_rng(0).bytes(64))
+    shutil.rmtree(cache / "runs")  # force a new search with the index
+    with caplog.at_level("WARNING"):
+        again = run_experiment(compose(overrides), tmp_path / "b").metrics["first_stage"]
+    assert "cached BM25 index" in caplog.text and again == clean
+
+
+def test_edited_pair_scores_fail_their_check_and_are_recomputed(tmp_path, tiny_cross_encoder):
+    cache = tmp_path / "cache"
+    overrides = toy_overrides(
+        cache,
+        TOY,
+        "reranker=minilm_l6",
+        f"reranker.model={tiny_cross_encoder}",
+        "latency.enabled=false",
+    )
+    first = run_experiment(compose(overrides), tmp_path / "a")
+    with sqlite3.connect(cache / "pair_scores.sqlite") as connection:
+        connection.execute("UPDATE scores_v2 SET score = -score")  # integrity_check stays ok
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    second = run_experiment(compose(overrides), tmp_path / "b")
+    assert second.metrics["reranked"] == first.metrics["reranked"]
+    assert second.run("reranked").equals(first.run("reranked"))
+
+
+def test_a_garbage_embedding_shard_is_recomputed(tmp_path):
+    from evalkit.cache import _load_npy, _save_npy, cached_file
+
+    path = tmp_path / "shard.npy"
+    calls = []
+
+    def compute(tmp):
+        calls.append(1)
+        _save_npy(tmp, np.arange(6, dtype=np.float32).reshape(3, 2))
+
+    first = np.array(cached_file(path, compute, lambda p: _load_npy(p, 3)))
+    path.write_bytes(b"\x93NUMPY garbage")
+    second = np.array(cached_file(path, compute, lambda p: _load_npy(p, 3)))
+    assert len(calls) == 2 and np.array_equal(first, second)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"_id": "a b", "title": "", "text": "x"}', "document id 'a b' is empty or holds"),
+        ('{"_id": "", "title": "", "text": "x"}', "document id '' is empty"),
+        ('{"_id": "a\\nb", "title": "", "text": "x"}', "whitespace or control characters"),
+        ('{"_id": ["a"], "title": "", "text": "x"}', "document id must be a string"),
+        ('{"_id": "d99", "title": "", "text": {"nested": 1}}', "field 'text' must be a string"),
+    ],
+)
+def test_ids_that_break_trec_files_are_refused_with_file_and_line(toy_copy, line, message):
+    from evalkit.data import load_beir_folder
+
+    corpus = toy_copy / "corpus.jsonl"
+    corpus.write_text(corpus.read_text() + line + "\n")
+    with pytest.raises(DataError, match=r"corpus\.jsonl:13") as error:
+        load_beir_folder(toy_copy)
+    assert message in str(error.value)
+
+
+def test_a_qrels_id_with_a_space_is_refused(toy_copy):
+    from evalkit.data import load_beir_folder
+
+    qrels = toy_copy / "qrels" / "test.tsv"
+    qrels.write_text(qrels.read_text() + "q1\td 1\t1\n")
+    with pytest.raises(DataError, match=r"test.tsv:12"):
+        load_beir_folder(toy_copy)
+
+
+def test_a_checkpoint_without_a_head_scores_the_same_every_run(tmp_path, minilm_path):
+    from evalkit.config import build_scorer, validate
+
+    config = validate(
+        compose(toy_overrides(tmp_path, TOY, "reranker=minilm_l6", f"reranker.model={minilm_path}"))
+    )
+    pairs = [("wind tunnel", "wind tunnel tests"), ("heat", "jet noise")]
+    first = build_scorer(config).score(pairs)
+    second = build_scorer(config).score(pairs)
+    assert np.array_equal(first, second)
+    assert "head-seed0" in build_scorer(config).fingerprint
+
+
+SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+BREAK = {  # a function each command calls, patched to fail unexpectedly
+    "evalkit-run": ("evalkit.runner.run_experiment", ["dataset=cranfield", "reranker=none"]),
+    "evalkit-report": ("evalkit.report.build_report", ["RESULTS"]),
+    "evalkit-decide": ("evalkit.decide", ["RESULTS", "--p95-ms", "10"]),
+    "evalkit-cache": ("evalkit.cache.cache_sizes", ["info"]),
+}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_every_console_script_turns_a_crash_into_one_line_and_a_log(
+    script, tmp_path, monkeypatch, capsys
+):
+    import importlib
+    import sys
+
+    assert script in BREAK, f"{script} has no last-resort test: add it to BREAK"
+    target, args = BREAK[script]
+    module_name, attribute = target.rsplit(".", 1)
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(importlib.import_module(module_name), attribute, explode)
+    args = [str(tmp_path) if a == "RESULTS" else a for a in args]
+    if script == "evalkit-run":
+        args += [f"hydra.run.dir={tmp_path}/run", f"cache.dir={tmp_path}/c"]
+    module, function = SCRIPTS[script].split(":")
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    entry = getattr(importlib.import_module(module), function)
+    with pytest.raises(SystemExit) as exit_info:
+        entry() if script == "evalkit-run" else entry(args)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("evalkit: internal error: RuntimeError: simulated bug")
+    log = err[-1].split("the full trace is in ")[1].split(" (please report")[0]
+    assert "Traceback" in Path(log).read_text() and "Traceback" not in "\n".join(err)
+    if script == "evalkit-run":
+        assert log == str(tmp_path / "run" / "evalkit-error.log")
+
+
+def test_decision_json_is_valid_json_with_nan_free_numbers(tmp_path):
+    from tests.fakeruns import make_run
+
+    make_run(tmp_path, "a", [0.1, 0.2, 0.3], [0.2, 0.3, 0.4])
+    import evalkit
+
+    decision = evalkit.decide(tmp_path, p95_ms=1000)
+    text = json.dumps(decision.to_json(), allow_nan=False)
+    assert json.loads(text)["budget"]["p95_ms"] == 1000.0
