@@ -90,10 +90,12 @@ def decide(
     min_gain: float = 0.0,
     alpha: float = 0.05,
     dataset: str | None = None,
+    selective: bool = False,
 ) -> Decision:
-    """Recommend a configuration under a latency / QPS budget, or "skip reranking"."""
+    """Recommend a configuration under a latency / QPS budget, or "skip reranking";
+    ``selective=True`` adds the best per-query reranking policy."""
     from evalkit.decision import Budget
     from evalkit.decision import decide as decide_budget
 
-    budget = Budget(p95_ms, qps, metric, min_gain, alpha, dataset)
+    budget = Budget(p95_ms, qps, metric, min_gain, alpha, dataset, selective)
     return decide_budget(results, budget)

@@ -282,6 +282,11 @@ def decide_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level")
     parser.add_argument("--dataset", default=None, help="dataset to decide for (when several)")
     parser.add_argument(
+        "--selective",
+        action="store_true",
+        help="also recommend a per-query policy (rerank only the queries it selects)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="JSON output (default: RESULTS_DIR/decision.json)"
     )
     parser.add_argument("--verbose", action="store_true")
@@ -299,6 +304,7 @@ def decide_main(argv: list[str] | None = None) -> None:
             min_gain=args.min_gain,
             alpha=args.alpha,
             dataset=args.dataset,
+            selective=args.selective,
         )
         out = args.out or args.results_dir / "decision.json"
         write_json(out, decision.to_json())

@@ -62,6 +62,7 @@ class Budget:
     min_gain: float = 0.0
     alpha: float = 0.05
     dataset: str | None = None
+    selective: bool = False  # also recommend a per-query policy (see evalkit.selective)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "p95_ms", _finite("--p95-ms", self.p95_ms))
@@ -158,6 +159,7 @@ class Decision:
     considered: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
+    selective: dict | None = None  # with --selective: the per-query policy and its evidence
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -183,6 +185,8 @@ class Decision:
             mean = f"{item['mean']:.4f}" if is_number(item["mean"]) else "cost-only"
             why = "" if item["fits"] else item["why"]
             lines.append(f"  {mark}{item['system']:<{width}} {mean:>9}  p95 {p95:>11}  {why}")
+        if self.selective is not None:
+            lines.append(self.selective["message"])
         lines += [f"assumption: {a}" for a in self.assumptions]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -261,7 +265,45 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
     decision.dataset, decision.considered = dataset, considered
     decision.warnings += warnings
     decision.assumptions = assumptions
+    if budget.selective:
+        decision.selective = _selective(report, dataset, budget)
     return decision
+
+
+def _selective(report: Report, dataset: str, budget: Budget) -> dict:
+    """The best per-query policy within the budget that beats both never and always."""
+    from evalkit.selective import best_point
+
+    found = []
+    table = report.selective()
+    for system in report.systems:
+        label = report.labels[system.key]
+        if system.dataset != dataset or not system.reranked or not system.quality_meaningful:
+            continue
+        points = table[(table.dataset == dataset) & (table.system == label)]
+        never, always, features, _ = system.result.selective_inputs(points.measure.iloc[0])
+        best = best_point(points, never, always, features, budget.p95_ms, budget.alpha)
+        always_row = points[points.policy == "always"].iloc[0]
+        if best is not None:
+            found.append((best, always_row, label))
+    if not found:
+        return {
+            "decision": "no_policy",
+            "message": "Selective: no per-query policy beats both never and always within "
+            "the budget (significantly over never, above always where always fits).",
+        }
+    best, always_row, label = max(found, key=lambda item: item[0]["mean"])
+    metric = best.get("measure") or budget.metric
+    message = (
+        f"Selective: with {label}, rerank {best['share_reranked']:.0%} of queries "
+        f"({best['rule']}): {best['gain_over_never']:+.4f} {metric} over never at "
+        f"{best['share_reranked']:.0%} of the pairs, implied p95 {best['implied_p95_ms']:.1f} "
+        f"ms (randomisation p = {best['p_randomization_vs_never']:.3g}); always-rerank gains "
+        f"{always_row.gain_over_never:+.4f} at 100% (implied p95 "
+        f"{always_row.implied_p95_ms:.1f} ms). Quality is 5-fold cross-validated over queries."
+    )
+    clean = {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}
+    return {"decision": "policy", "system": label, "message": message, "evidence": clean}
 
 
 def _choose(fitting: list, budget: Budget, rows) -> Decision:

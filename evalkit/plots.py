@@ -56,6 +56,7 @@ def write_plots(report: Report, out: Path) -> list[str]:
             _quality_vs_latency(rows, report.metric, out),
             *_versus_depth(rows, report.metric, out),
             _per_query_difference(report, rows, out),
+            *_selective(report, out),
         )
         if name
     ]
@@ -145,6 +146,44 @@ def _per_query_difference(report: Report, rows, out: Path) -> str | None:
     axes.set_xlabel(f"per-query {measure}: {best.system} − {best.baseline}", fontsize=8)
     axes.set_ylabel("queries")
     return _save(figure, out, "per_query_difference")
+
+
+def _selective(report: Report, out: Path) -> list[str]:
+    """One plot per dataset: quality against pairs scored per query for every policy of
+    every reranked system, with never / always at each depth, random and the oracle."""
+    import matplotlib.pyplot as plt
+
+    table = report.selective()
+    if not len(table):
+        return []
+    names = []
+    for index, (dataset, group) in enumerate(table.groupby("dataset")):
+        figure, axes = plt.subplots(figsize=(8, 5))
+        best_system = group.groupby("system")["mean"].max().idxmax()
+        chosen = group[group.system == best_system]
+        for policy, points in chosen.groupby("policy"):
+            if policy in ("never", "always"):
+                continue
+            points = points.sort_values("pairs_per_query")
+            style = {"oracle": "k--", "random": "k:"}.get(policy, "-")
+            axes.plot(points.pairs_per_query, points["mean"], style, label=policy, linewidth=1)
+        ends = group[group.policy.isin(["never", "always"])]
+        for row in ends.itertuples():
+            marker = "s" if row.policy == "never" else "o"
+            axes.scatter(row.pairs_per_query, row.mean, marker=marker, color="black", zorder=3)
+            axes.annotate(
+                f"{row.policy}@{int(row.depth)}" if row.policy == "always" else "never",
+                (row.pairs_per_query, row.mean),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        axes.set_xlabel("reranker pairs scored per query (mean)")
+        axes.set_ylabel(chosen.measure.iloc[0])
+        axes.set_title(f"{dataset}: selective reranking, {best_system}", fontsize=9)
+        axes.legend(fontsize=6, ncol=2)
+        names.append(_save(figure, out, f"selective_{index}"))
+    return names
 
 
 def write_depth_curve(curve: list[dict], out: Path) -> None:

@@ -152,6 +152,7 @@ class Report:
     metric: str
     notes: list[str] = field(default_factory=list)
     bootstrap: int = 2000
+    _selective: pd.DataFrame | None = field(default=None, repr=False)
 
     def metric_for(self, dataset: str) -> str:
         """The headline measure's column name on ``dataset`` (its relevance level)."""
@@ -222,6 +223,41 @@ class Report:
         ]
         return pd.DataFrame(rows).sort_values(["dataset", "p95_ms"], na_position="last")
 
+    def selective(self) -> pd.DataFrame:
+        """The per-query selective reranking curve of every reranked system with quality
+        (see :mod:`evalkit.selective`): one row per (system, policy, threshold)."""
+        if self._selective is not None:
+            return self._selective
+        from evalkit.selective import curve
+
+        frames = []
+        for system in self.systems:
+            result = system.result
+            if not (system.reranked and system.quality_meaningful and result):
+                continue
+            if not (result.has_run("first_stage") and len(system.per_query)):
+                continue
+            measure = self.metric_for(system.dataset)
+            never, always, features, costs = system.result.selective_inputs(measure)
+            points = curve(never, always, features, costs, bootstrap=min(self.bootstrap, 1000))
+            frames.append(
+                points.assign(
+                    dataset=system.dataset,
+                    system=self.labels[system.key],
+                    depth=system.identity.depth,
+                    measure=measure,
+                )
+            )
+        columns = ["dataset", "system", "depth", "measure"]
+        self._selective = (
+            pd.concat(frames, ignore_index=True)[
+                columns + [c for c in frames[0].columns if c not in columns]
+            ]
+            if frames
+            else pd.DataFrame()
+        )
+        return self._selective
+
     def to_dataframe(self) -> pd.DataFrame:
         """The tidy table (a copy)."""
         return self.table.copy()
@@ -239,6 +275,9 @@ class Report:
         write_parquet(out / "report.parquet", self.table)
         write_text(out / "report.csv", self.table.to_csv(index=False))
         write_text(out / "latency.csv", self.latency_table().to_csv(index=False))
+        selective = self.selective()
+        if len(selective):
+            write_text(out / "selective.csv", selective.to_csv(index=False))
         figures = write_plots(self, out)
         sections = self._sections(title)
         markdown = [f"# {title}", ""]
@@ -280,7 +319,43 @@ class Report:
             ),
             ("Latency", "Every system, cost-only ones included.", self.latency_table()),
             ("All measures (means)", "Measures in natural order.", self.means()),
+            *self._selective_section(),
         ]
+
+    def _selective_section(self) -> list[tuple[str, str, pd.DataFrame | None]]:
+        table = self.selective()
+        if not len(table):
+            return []
+        best = (
+            table[~table.policy.isin(["oracle", "random"])]
+            .sort_values("mean", ascending=False)
+            .groupby(["dataset", "system", "policy"], sort=False)
+            .head(1)
+        )
+        shown = best[
+            [
+                "dataset",
+                "system",
+                "policy",
+                "threshold",
+                "share_reranked",
+                "pairs_per_query",
+                "mean",
+                "ci_low",
+                "ci_high",
+                "gain_over_never",
+                "implied_p95_ms",
+            ]
+        ]
+        text = (
+            "Per-query selective reranking, computed from these runs (no model call): each "
+            "policy decides before the reranker whether to rerank a query; thresholds and "
+            "the learned predictor are fitted on the other folds of a 5-fold split over "
+            "queries. Best point of each policy below; the whole curve (with `never`, "
+            "`always`, `random` at the same share and the `oracle` ceiling) is in "
+            "selective.csv and the selective plots."
+        )
+        return [("Selective reranking", text, shown)]
 
     def _html(self, title, sections, figures, out: Path) -> str:
         images = "".join(

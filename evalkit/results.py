@@ -45,6 +45,7 @@ PER_QUERY = "per_query.parquet"
 LATENCY = "latency.json"
 ENV = "env.json"
 LOAD = "load.json"
+QUERY_FEATURES = "query_features.parquet"
 COMPLETE = "complete.json"
 DEPTH_CURVE = ("latency_vs_depth.csv", "latency_vs_depth.png", "latency_vs_depth.svg")
 STAGES = ("first_stage", "reranked")
@@ -64,6 +65,7 @@ RESULT_FILES = (
     LATENCY,
     ENV,
     LOAD,
+    QUERY_FEATURES,
     *DEPTH_CURVE,
 )
 
@@ -170,6 +172,7 @@ class System:
     relevance_level: int = 1
     measured_alone: bool = True  # a first stage from a run without a reranker
     also_in: list[Path] = field(default_factory=list)
+    result: RunResult | None = field(default=None, repr=False)  # the run it came from
 
     @property
     def key(self) -> str:
@@ -205,6 +208,7 @@ class RunResult:
     folder: Path | None = None
     runs: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
     load_curve: dict | None = None
+    query_features: pd.DataFrame | None = None  # index query_id: pre-retrieval predictors
     completion: dict = field(default_factory=dict)
 
     # --- reading ------------------------------------------------------------------------
@@ -240,6 +244,11 @@ class RunResult:
                 for stage in STAGES
                 for measure, value in (self.metrics.get(stage) or {}).items()
             ]
+        )
+
+    def has_run(self, stage: str) -> bool:
+        return stage in self.runs or (
+            self.folder is not None and (self.folder / run_file(stage)).is_file()
         )
 
     def run(self, stage: str) -> pd.DataFrame:
@@ -283,6 +292,26 @@ class RunResult:
             summed.tolist(),
         )
 
+    def selective_inputs(self, measure: str):
+        """``(never, always, features, costs)`` for :func:`evalkit.selective.curve`: the
+        measure per query without and with reranking, the per-query features (first-stage
+        score shape and query predictors) and the measured per-query stage costs."""
+        from evalkit.selective import Costs, first_stage_features
+
+        never = self.stage_table("first_stage")[measure]
+        always = self.stage_table("reranked")[measure]
+        features = first_stage_features(self.run("first_stage"))
+        if self.query_features is not None:
+            features = features.join(self.query_features, how="outer")
+        per_query = (self.latency.get("online") or {}).get("per_query_ms") or {}
+        first = [per_query[p] for p in FIRST_STAGE_PARTS if p in per_query]
+        costs = Costs(
+            np.sum(np.asarray(first, dtype=np.float64), axis=0) if first else np.zeros(0),
+            np.asarray(per_query.get("rerank") or [], dtype=np.float64),
+            int(self.identity.depth or 0),
+        )
+        return never, always, features, costs
+
     def hardware(self) -> str:
         hw = self.env.get("hardware", {})
         return hw.get("gpu") or f"{hw.get('cpu', '?')} x{hw.get('cpu_count', '?')}"
@@ -317,6 +346,7 @@ class RunResult:
                     pairs_per_second_source=offline.get("rerank_pairs_per_second_source"),
                     recall_at_depth=(self.metrics.get("recall_at_depth") or {}).get("value"),
                     relevance_level=relevance,
+                    result=self,
                 )
             )
         return out
@@ -349,6 +379,8 @@ class RunResult:
             write_depth_curve(self.latency["depth_curve"], folder)
         if self.load_curve is not None:
             write_json(folder / LOAD, self.load_curve)
+        if self.query_features is not None:
+            write_parquet(folder / QUERY_FEATURES, self.query_features.reset_index())
         write_json(folder / ENV, self.env)
         write_json(folder / METRICS, {**self.metrics, "identity": self.identity.to_dict()})
         checkpoint("before_marker")
@@ -400,6 +432,12 @@ class RunResult:
         if not np.isfinite(per_query["value"].to_numpy(dtype=np.float64)).all():
             raise DataError(problem(f"{folder / PER_QUERY} holds non-finite values"))
         load_path = folder / LOAD
+        features_path = folder / QUERY_FEATURES
+        features = None
+        if features_path.is_file():
+            features = pd.read_parquet(features_path)
+            features = features.assign(query_id=features["query_id"].astype(str))
+            features = features.set_index("query_id")
         return cls(
             identity=identity,
             config=config,
@@ -409,6 +447,7 @@ class RunResult:
             env=env,
             folder=folder,
             load_curve=_read_json(load_path) if load_path.is_file() else None,
+            query_features=features,
             completion=marker,
         )
 

@@ -177,6 +177,9 @@ def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
     identity = identity_of(config, dataset, data_key, pipeline)
     from omegaconf import OmegaConf
 
+    from evalkit.retrieve.base import document_texts
+    from evalkit.selective import query_features
+
     return RunResult(
         identity=identity,
         config=OmegaConf.to_container(OmegaConf.structured(config)),
@@ -194,6 +197,7 @@ def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
             for stage, run in (("first_stage", runs.first_stage), ("reranked", runs.reranked))
             if run is not None
         },
+        query_features=query_features(dataset.queries, document_texts(dataset.corpus)),
     )
 
 

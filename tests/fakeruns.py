@@ -67,6 +67,7 @@ def make_run(
     reranker_settings: dict | None = None,
     measure: str = "nDCG@10",
     relevance_level: int = 1,
+    first_stage_scores: list[list[float]] | None = None,
 ) -> Path:
     """A finished run folder whose ``measure`` per query is ``first`` / ``reranked``.
 
@@ -128,5 +129,15 @@ def make_run(
             },
         },
         env={"hardware": {"cpu": "test-cpu", "cpu_count": 2, "gpu": gpu}},
+        runs={"first_stage": _run(queries, first_stage_scores)} if first_stage_scores else {},
     )
     return result.save(root / name, {"config_hash": name})
+
+
+def _run(queries: list[str], scores: list[list[float]]) -> pd.DataFrame:
+    rows = [
+        (q, f"d{i}", value)
+        for q, values in zip(queries, scores, strict=True)
+        for i, value in enumerate(values)
+    ]
+    return pd.DataFrame(rows, columns=["query_id", "doc_id", "score"])

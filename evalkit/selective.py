@@ -1,0 +1,317 @@
+"""Selective reranking: decide per query, before any reranker call, whether to rerank.
+
+Everything here is computed from runs already made — a reranked run folder holds the
+first-stage scores (``run.first_stage.trec``), the per-query measure both ways
+(``per_query.parquet``), the per-query cost of each stage (``latency.json``) and the
+pre-retrieval query features (``query_features.parquet``) — so a cost/quality curve costs
+no model call.
+
+* :func:`first_stage_features` — per query: top-1 score, margin between the top two,
+  spread (std) and normalised entropy of the top-k scores, drop-off from rank 1 to k.
+* Query features (written by the runner): length in terms, mean / max / min IDF.
+* Policies: a threshold on one feature (which side reranks is chosen on the training
+  folds), and a learned predictor (scikit-learn logistic regression on all features,
+  predicting whether reranking helps). Thresholds and models are always fitted on the
+  *other* folds of a K-fold split over queries: no query is scored by a policy fitted on
+  it.
+* :func:`curve` — for each policy and target share of queries reranked, the mean measure
+  with a bootstrap CI, the pairs scored per query and the latency it implies; plus the
+  reference rows: ``never``, ``always``, ``random`` (the same share, chosen at random:
+  the baseline any policy must beat) and ``oracle`` (rerank exactly the queries where it
+  helps most: the ceiling).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from evalkit.stats import bootstrap_ci, compare_paired
+from evalkit.types import QUERY_ID, SCORE, rank_run
+
+SCORE_FEATURES = ("top1", "margin", "spread", "entropy", "dropoff")
+QUERY_FEATURES = ("length", "idf_mean", "idf_max", "idf_min")
+FEATURES = SCORE_FEATURES + QUERY_FEATURES
+SHARES = tuple(round(x, 2) for x in np.linspace(0.0, 1.0, 21))
+TOP_K = 10
+
+
+def first_stage_features(run: pd.DataFrame, k: int = TOP_K) -> pd.DataFrame:
+    """Score-shape features of each query's first-stage top ``k`` (index ``query_id``).
+
+    Example:
+        >>> run = pd.DataFrame({"query_id": ["q", "q", "q"], "doc_id": ["a", "b", "c"],
+        ...                     "score": [3.0, 1.0, 1.0]})
+        >>> f = first_stage_features(run, k=3).loc["q"]
+        >>> float(f.top1), float(f.margin), float(f.dropoff)
+        (3.0, 2.0, 2.0)
+    """
+    ranked = rank_run(run, k=k)
+    rows = {}
+    for query, group in ranked.groupby(QUERY_ID, sort=True):
+        scores = group[SCORE].to_numpy(dtype=np.float64)
+        shifted = scores - scores.max()
+        weights = np.exp(shifted) / np.exp(shifted).sum()
+        entropy = -(weights * np.log(weights + 1e-300)).sum()
+        rows[query] = {
+            "top1": scores[0],
+            "margin": scores[0] - scores[1] if len(scores) > 1 else 0.0,
+            "spread": scores.std(),
+            "entropy": entropy / math.log(len(scores)) if len(scores) > 1 else 0.0,
+            "dropoff": scores[0] - scores[-1],
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(QUERY_ID)
+
+
+def query_features(queries: pd.DataFrame, corpus_texts: Sequence[str]) -> pd.DataFrame:
+    """Pre-retrieval predictors: query length and IDF statistics of its terms.
+
+    Terms are lower-cased alphanumeric runs; IDF is ``log(N / df)`` over the corpus
+    (terms absent from the corpus get the IDF of a term seen once).
+    """
+    import re
+
+    pattern = re.compile(r"[a-z0-9]+")
+    terms_of = [set(pattern.findall(str(t).lower())) for t in queries["text"]]
+    wanted = set().union(*terms_of) if terms_of else set()
+    df = dict.fromkeys(wanted, 0)
+    for text in corpus_texts:
+        for term in wanted.intersection(pattern.findall(text.lower())):
+            df[term] += 1
+    n = max(len(corpus_texts), 1)
+    rows = {}
+    for query, terms in zip(queries[QUERY_ID].astype(str), terms_of, strict=True):
+        idf = [math.log(n / max(df[t], 1)) for t in terms] or [0.0]
+        rows[query] = {
+            "length": float(len(terms)),
+            "idf_mean": float(np.mean(idf)),
+            "idf_max": float(np.max(idf)),
+            "idf_min": float(np.min(idf)),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(QUERY_ID)
+
+
+def folds(queries: Sequence[str], k: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold number of each query (a seeded shuffle, as even as possible)."""
+    order = np.random.default_rng(seed).permutation(len(queries))
+    assignment = np.empty(len(queries), dtype=np.int64)
+    assignment[order] = np.arange(len(queries)) % k
+    return assignment
+
+
+def threshold_selection(
+    feature: np.ndarray, gain: np.ndarray, fold: np.ndarray, share: float
+) -> np.ndarray:
+    """Which queries to rerank at a target ``share``, one feature, cross-validated.
+
+    For each test fold, the threshold is the ``share`` quantile of the feature on the
+    *training* folds, and the side that reranks (low or high values) is the one whose
+    selected training queries gained more on average. The test fold's own values and
+    gains are never used to choose.
+    """
+    selected = np.zeros(len(feature), dtype=bool)
+    if share <= 0:
+        return selected
+    for f in np.unique(fold):
+        train, test = fold != f, fold == f
+        best_gain, best_pick = -np.inf, None
+        for side in ("low", "high"):
+            q = share if side == "low" else 1 - share
+            cut = np.quantile(feature[train], q)
+            pick = (lambda x, c=cut: x <= c) if side == "low" else (lambda x, c=cut: x >= c)
+            chosen = pick(feature[train])
+            mean_gain = gain[train][chosen].sum() / max(train.sum(), 1)
+            if mean_gain > best_gain:
+                best_gain, best_pick = mean_gain, pick
+        selected[test] = best_pick(feature[test])
+    return selected
+
+
+def deploy_threshold(feature: np.ndarray, gain: np.ndarray, share: float) -> tuple[str, float]:
+    """The side and threshold to deploy at ``share``, fitted on every evaluated query
+    (the curve's quality numbers are cross-validated; this is what a service would run)."""
+    best = None
+    for side in ("low", "high"):
+        cut = float(np.quantile(feature, share if side == "low" else 1 - share))
+        chosen = feature <= cut if side == "low" else feature >= cut
+        mean_gain = gain[chosen].sum() / max(len(gain), 1)
+        if best is None or mean_gain > best[0]:
+            best = (mean_gain, side, cut)
+    return best[1], best[2]
+
+
+def learned_scores(features: np.ndarray, gain: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Cross-validated P(reranking helps) per query from a logistic regression (scikit-
+    learn) fitted on the other folds; standardised features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    out = np.zeros(len(gain))
+    helps = (gain > 0).astype(int)
+    for f in np.unique(fold):
+        train, test = fold != f, fold == f
+        if len(np.unique(helps[train])) < 2:
+            out[test] = helps[train].mean()
+            continue
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        model.fit(features[train], helps[train])
+        out[test] = model.predict_proba(features[test])[:, 1]
+    return out
+
+
+def learned_selection(probability: np.ndarray, fold: np.ndarray, share: float) -> np.ndarray:
+    """Rerank the test fold's queries whose predicted probability is above the training
+    folds' ``1 - share`` quantile (cross-validated, like thresholds)."""
+    selected = np.zeros(len(probability), dtype=bool)
+    if share <= 0:
+        return selected
+    for f in np.unique(fold):
+        train, test = fold != f, fold == f
+        cut = np.quantile(probability[train], 1 - share)
+        selected[test] = probability[test] >= cut
+    return selected
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Per-query online cost of each part (ms), from the run's latency sample."""
+
+    first_stage_ms: np.ndarray
+    rerank_ms: np.ndarray  # rerank stage at the run's depth
+    depth: int
+
+    def implied(self, share: float, samples: int = 4000, seed: int = 0) -> tuple[float, float]:
+        """Mean and p95 of the end-to-end latency when a ``share`` of queries rerank:
+        a mixture of the measured first-stage and rerank samples."""
+        if not len(self.first_stage_ms):
+            return (float("nan"), float("nan"))
+        rng = np.random.default_rng(seed)
+        first = rng.choice(self.first_stage_ms, samples)
+        rerank = rng.choice(self.rerank_ms, samples) if len(self.rerank_ms) else np.zeros(samples)
+        total = first + np.where(rng.random(samples) < share, rerank, 0.0)
+        return float(total.mean()), float(np.percentile(total, 95))
+
+
+def curve(
+    never: pd.Series,
+    always: pd.Series,
+    features: pd.DataFrame,
+    costs: Costs,
+    shares: Sequence[float] = SHARES,
+    k: int = 5,
+    seed: int = 0,
+    bootstrap: int = 1000,
+) -> pd.DataFrame:
+    """The cost/quality curve of every policy, with the reference rows.
+
+    Args:
+        never, always: the measure per query without and with reranking (same index).
+        features: per-query features (index ``query_id``), columns from :data:`FEATURES`.
+        costs: the run's measured per-query costs.
+    """
+    queries = never.index.intersection(always.index)
+    base = never.loc[queries].to_numpy(dtype=np.float64)
+    full = always.loc[queries].to_numpy(dtype=np.float64)
+    gain = full - base
+    table = features.reindex(queries).astype(np.float64).fillna(0.0)
+    fold = folds(list(queries), k, seed)
+    rows = []
+
+    def add(policy: str, threshold: str, selected: np.ndarray, share_target: float) -> None:
+        values = np.where(selected, full, base)
+        low, high = bootstrap_ci(values, samples=bootstrap, seed=seed)
+        share = float(selected.mean()) if len(selected) else 0.0
+        mean_ms, p95_ms = costs.implied(share, seed=seed)
+        rows.append(
+            {
+                "policy": policy,
+                "threshold": threshold,
+                "target_share": share_target,
+                "share_reranked": share,
+                "pairs_per_query": share * costs.depth,
+                "mean": float(values.mean()),
+                "ci_low": low,
+                "ci_high": high,
+                "gain_over_never": float((values - base).mean()),
+                "implied_mean_ms": mean_ms,
+                "implied_p95_ms": p95_ms,
+            }
+        )
+
+    n = len(queries)
+    add("never", "—", np.zeros(n, dtype=bool), 0.0)
+    add("always", "—", np.ones(n, dtype=bool), 1.0)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(-gain, kind="stable")
+    for share in shares:
+        if share in (0.0, 1.0):
+            continue
+        count = round(share * n)
+        oracle = np.zeros(n, dtype=bool)
+        oracle[order[:count]] = True
+        add("oracle", f"top {count} by true gain", oracle, share)
+        random_pick = np.zeros(n, dtype=bool)
+        random_pick[rng.permutation(n)[:count]] = True
+        add("random", f"{count} at random", random_pick, share)
+        for name in table.columns:
+            picked = threshold_selection(table[name].to_numpy(), gain, fold, share)
+            add(f"feature:{name}", f"{share:.0%} quantile (train folds)", picked, share)
+    probability = learned_scores(table.to_numpy(), gain, fold)
+    for share in shares:
+        if share in (0.0, 1.0):
+            continue
+        picked = learned_selection(probability, fold, share)
+        add("learned", f"top {share:.0%} by P(helps) (train folds)", picked, share)
+    return pd.DataFrame(rows)
+
+
+def best_point(
+    points: pd.DataFrame,
+    never: pd.Series,
+    always: pd.Series,
+    features: pd.DataFrame,
+    p95_ms: float,
+    alpha: float = 0.05,
+    k: int = 5,
+    seed: int = 0,
+) -> dict | None:
+    """The best policy point within the budget that beats both ``never`` (significantly)
+    and ``always`` (when always fits, a higher mean); None when none does."""
+    candidates = points[
+        ~points.policy.isin(["never", "always", "oracle", "random"])
+        & (points.implied_p95_ms <= p95_ms)
+    ].sort_values("mean", ascending=False)
+    always_row = points[points.policy == "always"].iloc[0]
+    bar = always_row["mean"] if always_row.implied_p95_ms <= p95_ms else -np.inf
+    queries = never.index.intersection(always.index)
+    base, full = never.loc[queries].to_numpy(), always.loc[queries].to_numpy()
+    gain = full - base
+    fold = folds(list(queries), k, seed)
+    table = features.reindex(queries).astype(np.float64).fillna(0.0)
+    for row in candidates.itertuples(index=False):
+        if row.mean <= bar:
+            break
+        if row.policy == "learned":
+            picked = learned_selection(
+                learned_scores(table.to_numpy(), gain, fold), fold, row.target_share
+            )
+        else:
+            name = row.policy.split(":", 1)[1]
+            picked = threshold_selection(table[name].to_numpy(), gain, fold, row.target_share)
+        test = compare_paired(base, np.where(picked, full, base), samples=500)
+        if test.p_randomization < alpha:
+            rule = "P(helps) from a logistic regression over all features"
+            if row.policy != "learned":
+                side, cut = deploy_threshold(table[name].to_numpy(), gain, row.target_share)
+                rule = f"{name} {'<=' if side == 'low' else '>='} {cut:.4g}"
+            return {
+                **row._asdict(),
+                "rule": rule,
+                "p_randomization_vs_never": test.p_randomization,
+            }
+    return None

@@ -1,0 +1,134 @@
+"""Selective reranking on hand-checkable cases: features, cross-validation without
+leakage, the curve's endpoints, the oracle ceiling, and decide --selective."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evalkit.selective import (
+    Costs,
+    curve,
+    deploy_threshold,
+    first_stage_features,
+    learned_scores,
+    learned_selection,
+    query_features,
+    threshold_selection,
+)
+from tests.fakeruns import make_run
+
+
+def test_score_features_by_hand():
+    run = pd.DataFrame(
+        {
+            "query_id": ["flat"] * 4 + ["peak"] * 2,
+            "doc_id": ["a", "b", "c", "d", "a", "b"],
+            "score": [1.0, 1.0, 1.0, 1.0, 5.0, 1.0],
+        }
+    )
+    features = first_stage_features(run)
+    flat, peak = features.loc["flat"], features.loc["peak"]
+    assert (flat.top1, flat.margin, flat.spread, flat.dropoff) == (1.0, 0.0, 0.0, 0.0)
+    assert flat.entropy == pytest.approx(1.0)  # four equal scores: maximal entropy
+    # two scores 5 and 1: softmax weights e^4/(1+e^4) and 1/(1+e^4); entropy / log 2
+    w = math.exp(4) / (1 + math.exp(4))
+    expected = -(w * math.log(w) + (1 - w) * math.log(1 - w)) / math.log(2)
+    assert peak.entropy == pytest.approx(expected) and peak.margin == 4.0
+
+
+def test_query_features_by_hand():
+    corpus = ["wind tunnel", "wind", "heat"]
+    queries = pd.DataFrame({"query_id": ["q"], "text": ["Wind heat plasma"]})
+    f = query_features(queries, corpus).loc["q"]
+    # N = 3; df(wind) = 2, df(heat) = 1, plasma unseen -> df 1
+    assert f.length == 3.0
+    assert f.idf_min == pytest.approx(math.log(3 / 2))
+    assert f.idf_max == pytest.approx(math.log(3))
+    assert f.idf_mean == pytest.approx((math.log(1.5) + 2 * math.log(3)) / 3)
+
+
+def test_thresholds_are_never_fitted_on_the_evaluated_queries():
+    # fold 0: low feature -> reranking helps; fold 1: the opposite. Fitted in-sample, a
+    # threshold would pick every helped query; cross-validated, each fold gets the other
+    # fold's rule and picks the hurt ones.
+    feature = np.array([0.1, 0.2, 0.8, 0.9, 0.1, 0.2, 0.8, 0.9])
+    gain = np.array([1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0])
+    fold = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    picked = threshold_selection(feature, gain, fold, share=0.5)
+    assert picked.sum() == 4 and gain[picked].sum() == -4.0
+    # the same rule fitted on each fold's own queries would have won: +4
+    own = np.zeros(8, dtype=bool)
+    for f in (0, 1):
+        side, cut = deploy_threshold(feature[fold == f], gain[fold == f], 0.5)
+        values = feature[fold == f]
+        own[fold == f] = values <= cut if side == "low" else values >= cut
+    assert gain[own].sum() == 4.0
+
+
+def test_learned_policy_recovers_a_rule_that_holds_in_every_fold():
+    rng = np.random.default_rng(0)
+    feature = rng.uniform(size=(60, 1))
+    gain = np.where(feature[:, 0] < 0.5, 0.3, -0.3)
+    fold = np.arange(60) % 5
+    picked = learned_selection(learned_scores(feature, gain, fold), fold, share=0.5)
+    assert (gain[picked] > 0).mean() > 0.9
+
+
+@pytest.fixture
+def case():
+    n = 40
+    queries = [str(i) for i in range(n)]
+    small_margin = np.arange(n) % 2 == 0  # half the queries: the first stage is unsure
+    never = pd.Series(0.5, index=queries)
+    always = pd.Series(np.where(small_margin, 1.0, 0.0), index=queries)
+    features = pd.DataFrame(
+        {"margin": np.where(small_margin, 0.1, 2.0) + np.arange(n) * 1e-3}, index=queries
+    )
+    costs = Costs(np.full(10, 2.0), np.full(10, 100.0), depth=20)
+    return never, always, features, costs
+
+
+def test_curve_endpoints_oracle_and_costs(case):
+    never, always, features, costs = case
+    points = curve(never, always, features, costs, bootstrap=200)
+    by = points.set_index("policy")
+    assert by.loc["never", "mean"] == never.mean() == 0.5
+    assert by.loc["always", "mean"] == always.mean() == 0.5
+    assert by.loc["never", "implied_p95_ms"] == 2.0
+    assert by.loc["always", "implied_p95_ms"] == 102.0
+    assert by.loc["always", "pairs_per_query"] == 20.0
+    ceiling = points[points.policy == "oracle"]["mean"].max()
+    assert ceiling == 0.75  # rerank exactly the 20 helped queries
+    assert (points["mean"] <= ceiling + 1e-12).all()
+    half = points[(points.policy == "feature:margin") & (points.target_share == 0.5)].iloc[0]
+    assert (half.share_reranked, half["mean"], half.gain_over_never) == (0.5, 0.75, 0.25)
+    assert half.pairs_per_query == 10.0
+
+
+def test_decide_selective_recommends_the_policy_with_its_evidence(tmp_path):
+    import evalkit
+
+    n = 40
+    small = np.arange(n) % 2 == 0
+    scores = [[1.0, 0.95, 0.5] if s else [3.0, 1.0, 0.5] for s in small]  # margin .05 or 2
+    make_run(
+        tmp_path,
+        "run",
+        [0.5] * n,
+        np.where(small, 1.0, 0.0).tolist(),
+        first_stage_scores=scores,
+        p95_total=50.0,
+    )
+    decision = evalkit.decide(tmp_path, p95_ms=1000, selective=True)
+    assert decision.decision == "first_stage"  # always-rerank gains exactly 0: no reranker
+    chosen = decision.selective
+    assert chosen["decision"] == "policy"
+    evidence = chosen["evidence"]
+    assert evidence["share_reranked"] == 0.5 and evidence["gain_over_never"] == 0.25
+    assert evidence["p_randomization_vs_never"] < 0.05
+    assert "rerank 50% of queries" in chosen["message"]
+    assert "always-rerank gains +0.0000" in chosen["message"]
