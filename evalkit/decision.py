@@ -281,8 +281,8 @@ def _selective(report: Report, dataset: str, budget: Budget) -> dict:
         if system.dataset != dataset or not system.reranked or not system.quality_meaningful:
             continue
         points = table[(table.dataset == dataset) & (table.system == label)]
-        never, always, features, _ = system.result.selective_inputs(points.measure.iloc[0])
-        best = best_point(points, never, always, features, budget.p95_ms, budget.alpha)
+        never, always, features, costs = system.result.selective_inputs(points.measure.iloc[0])
+        best = best_point(points, never, always, features, costs, budget.p95_ms, budget.alpha)
         always_row = points[points.policy == "always"].iloc[0]
         if best is not None:
             found.append((best, always_row, label))
@@ -298,9 +298,11 @@ def _selective(report: Report, dataset: str, budget: Budget) -> dict:
         f"Selective: with {label}, rerank {best['share_reranked']:.0%} of queries "
         f"({best['rule']}): {best['gain_over_never']:+.4f} {metric} over never at "
         f"{best['share_reranked']:.0%} of the pairs, implied p95 {best['implied_p95_ms']:.1f} "
-        f"ms (randomisation p = {best['p_randomization_vs_never']:.3g}); always-rerank gains "
-        f"{always_row.gain_over_never:+.4f} at 100% (implied p95 "
-        f"{always_row.implied_p95_ms:.1f} ms). Quality is 5-fold cross-validated over queries."
+        f"ms; always-rerank gains {always_row.gain_over_never:+.4f} at 100% (implied p95 "
+        f"{always_row.implied_p95_ms:.1f} ms). Evidence (nested cross-validation: the policy "
+        f"chosen on 4/5 of the queries, applied to the rest): "
+        f"{best['nested_gain_over_never']:+.4f} over never, randomisation p = "
+        f"{best['p_randomization_vs_never']:.3g}."
     )
     clean = {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}
     return {"decision": "policy", "system": label, "message": message, "evidence": clean}

@@ -270,48 +270,96 @@ def curve(
     return pd.DataFrame(rows)
 
 
+def _apply(policy: str, share: float, table, gain, train, test) -> np.ndarray:
+    """Select test queries with a (policy, share) fitted on the training queries only."""
+    n = len(gain)
+    picked = np.zeros(n, dtype=bool)
+    if policy == "always":
+        picked[test] = True
+    elif policy == "learned":
+        fold = np.where(train, 0, 1)
+        scores = learned_scores(table.to_numpy(), np.where(train, gain, 0.0), fold)
+        # the model for the test fold (fold 1) was fitted on fold 0 = the training queries
+        cut = np.quantile(scores[train], 1 - share) if train.any() else np.inf
+        picked[test] = scores[test] >= cut
+    elif policy.startswith("feature:"):
+        values = table[policy.split(":", 1)[1]].to_numpy()
+        side, cut = deploy_threshold(values[train], gain[train], share)
+        picked[test] = values[test] <= cut if side == "low" else values[test] >= cut
+    return picked
+
+
 def best_point(
     points: pd.DataFrame,
     never: pd.Series,
     always: pd.Series,
     features: pd.DataFrame,
+    costs: Costs,
     p95_ms: float,
     alpha: float = 0.05,
     k: int = 5,
     seed: int = 0,
 ) -> dict | None:
-    """The best policy point within the budget that beats both ``never`` (significantly)
-    and ``always`` (when always fits, a higher mean); None when none does."""
+    """The policy point to deploy within the budget, when the *procedure* of choosing one
+    beats both ``never`` (significantly) and ``always``; None otherwise.
+
+    Choosing the best point of a curve measured on the evaluated queries would fit the
+    choice to them, so the evidence is a nested cross-validation: for each outer fold,
+    the (policy, share) is chosen on the other folds' curve (itself cross-validated) and
+    its rule fitted on those folds, then applied to the held-out fold. The paired test
+    and the gain are computed on those held-out outcomes; the point to deploy is the best
+    one on all queries.
+    """
+    queries = never.index.intersection(always.index)
+    base = never.loc[queries].to_numpy(dtype=np.float64)
+    full = always.loc[queries].to_numpy(dtype=np.float64)
+    gain = full - base
+    table = features.reindex(queries).astype(np.float64).fillna(0.0)
+    outer = folds(list(queries), k, seed + 1)
+    nested = base.copy()
+    choices = []
+    for f in range(k):
+        train, test = outer != f, outer == f
+        inner = curve(
+            never.loc[queries[train]],
+            always.loc[queries[train]],
+            features,
+            costs,
+            k=k,
+            seed=seed,
+            bootstrap=100,
+        )
+        fitting = inner[~inner.policy.isin(["oracle", "random"]) & (inner.implied_p95_ms <= p95_ms)]
+        if not len(fitting):
+            choices.append("never")
+            continue
+        choice = fitting.sort_values("mean", ascending=False).iloc[0]
+        choices.append(f"{choice.policy}@{choice.target_share:.0%}")
+        picked = _apply(choice.policy, choice.target_share, table, gain, train, test)
+        nested[test] = np.where(picked[test], full[test], base[test])
+    test = compare_paired(base, nested, samples=500)
+    always_row = points[points.policy == "always"].iloc[0]
+    bar = always_row["mean"] if always_row.implied_p95_ms <= p95_ms else -np.inf
+    if not (test.p_randomization < alpha and test.gain > 0 and nested.mean() > bar):
+        return None
     candidates = points[
         ~points.policy.isin(["never", "always", "oracle", "random"])
         & (points.implied_p95_ms <= p95_ms)
     ].sort_values("mean", ascending=False)
-    always_row = points[points.policy == "always"].iloc[0]
-    bar = always_row["mean"] if always_row.implied_p95_ms <= p95_ms else -np.inf
-    queries = never.index.intersection(always.index)
-    base, full = never.loc[queries].to_numpy(), always.loc[queries].to_numpy()
-    gain = full - base
-    fold = folds(list(queries), k, seed)
-    table = features.reindex(queries).astype(np.float64).fillna(0.0)
-    for row in candidates.itertuples(index=False):
-        if row.mean <= bar:
-            break
-        if row.policy == "learned":
-            picked = learned_selection(
-                learned_scores(table.to_numpy(), gain, fold), fold, row.target_share
-            )
-        else:
-            name = row.policy.split(":", 1)[1]
-            picked = threshold_selection(table[name].to_numpy(), gain, fold, row.target_share)
-        test = compare_paired(base, np.where(picked, full, base), samples=500)
-        if test.p_randomization < alpha:
-            rule = "P(helps) from a logistic regression over all features"
-            if row.policy != "learned":
-                side, cut = deploy_threshold(table[name].to_numpy(), gain, row.target_share)
-                rule = f"{name} {'<=' if side == 'low' else '>='} {cut:.4g}"
-            return {
-                **row._asdict(),
-                "rule": rule,
-                "p_randomization_vs_never": test.p_randomization,
-            }
-    return None
+    if not len(candidates):
+        return None
+    row = candidates.iloc[0]
+    rule = "P(helps) from a logistic regression over all features"
+    if row.policy.startswith("feature:"):
+        name = row.policy.split(":", 1)[1]
+        side, cut = deploy_threshold(table[name].to_numpy(), gain, row.target_share)
+        rule = f"{name} {'<=' if side == 'low' else '>='} {cut:.4g}"
+    return {
+        **row.to_dict(),
+        "rule": rule,
+        "nested_mean": float(nested.mean()),
+        "nested_gain_over_never": float(test.gain),
+        "nested_gain_ci": [test.gain_ci_low, test.gain_ci_high],
+        "p_randomization_vs_never": test.p_randomization,
+        "nested_choices": choices,
+    }

@@ -171,3 +171,18 @@ def test_rerun_resumes_only_the_interrupted_job(sweep):
 
 def test_cranfield_is_the_shipped_copy():
     assert CRANFIELD.is_relative_to(REPO)
+
+
+def test_selective_curve_endpoints_equal_the_never_and_always_systems(sweep):
+    root, _ = sweep
+    out = build_report(root, bootstrap=300)
+    curve = pd.read_csv(out / "selective.csv")
+    table = compare(root, bootstrap=300).table
+    means = table[table.measure == "nDCG@10"].set_index(["dataset", "system"])["mean"]
+    for (dataset, system), points in curve.groupby(["dataset", "system"]):
+        first = means[(dataset, "bm25")]
+        ends = points.set_index("policy")["mean"]
+        assert ends["never"] == pytest.approx(first, abs=1e-12)
+        assert ends["always"] == pytest.approx(means[(dataset, system)], abs=1e-12)
+        assert points["mean"].max() <= points[points.policy == "oracle"]["mean"].max() + 1e-12
+    assert (out / "selective_0.png").is_file()
