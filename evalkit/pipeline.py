@@ -24,6 +24,7 @@ from evalkit.cache import PairScoreCache, cached_file, digest, texts_digest
 from evalkit.rerank.base import Reranker, head_pairs
 from evalkit.rerank.engine import rerank
 from evalkit.retrieve.base import document_texts, exclude_self_matches, query_texts_by_id
+from evalkit.selective import Policy
 from evalkit.timing import Clock, Stage
 from evalkit.types import QUERY_ID, Dataset, check_run
 
@@ -53,6 +54,8 @@ class TwoStage:
         pair_cache: optional pair-score cache.
         run_cache_dir: optional folder for cached first-stage runs (keyed by the retriever's
             fingerprint + corpus + queries + k).
+        policy: optional per-query rule (:class:`~evalkit.selective.Policy`): only queries
+            it selects are reranked, the others keep their first-stage ranking.
     """
 
     def __init__(
@@ -64,7 +67,10 @@ class TwoStage:
         pair_cache: PairScoreCache | None = None,
         run_cache_dir: Path | None = None,
         show_progress: bool = True,
+        policy: Policy | None = None,
     ) -> None:
+        self.policy = policy
+        self._query_features: pd.DataFrame | None = None
         self.retriever = retriever
         self.scorer = scorer
         self.depth = depth
@@ -136,14 +142,41 @@ class TwoStage:
         check_run(run, "first-stage run")
         return run, throughput
 
+    def selected(self, run: pd.DataFrame, dataset: Dataset | None = None) -> set[str]:
+        """Queries of ``run`` the policy reranks (all of them without a policy)."""
+        queries = set(run[QUERY_ID].astype(str))
+        if self.policy is None:
+            return queries
+        from evalkit.selective import first_stage_features
+
+        features = first_stage_features(run)
+        if self.policy.needs_corpus:
+            features = features.join(self._features_of(dataset), how="left")
+        chosen = self.policy.select(features)
+        return {str(q) for q in chosen[chosen].index}
+
+    def _features_of(self, dataset: Dataset | None) -> pd.DataFrame:
+        if self._query_features is None:
+            from evalkit.selective import query_features
+
+            self._query_features = query_features(dataset.queries, document_texts(dataset.corpus))
+        return self._query_features
+
     def run(self, dataset: Dataset, rerank_queries: bool = True) -> StageRuns:
         """The batched evaluation pass; ``rerank_queries=False`` stops after the first
         stage (cost-only runs, whose reranked quality means nothing)."""
         first, throughput = self.first_stage(dataset)
         if self.scorer is None or not rerank_queries:
             return StageRuns(first, None, throughput)
+        chosen = self.selected(first, dataset)
+        is_chosen = first[QUERY_ID].astype(str).isin(chosen)
+        if not is_chosen.any():  # the policy reranks nothing: the first stage is the answer
+            stats = {
+                "policy": {"rule": str(self.policy), "queries_reranked": 0, "share_reranked": 0.0}
+            }
+            return StageRuns(first, first.copy(), throughput, stats)
         result = rerank(
-            first,
+            first[is_chosen],
             dataset.queries,
             dataset.corpus,
             self.depth,
@@ -151,9 +184,18 @@ class TwoStage:
             cache=self.pair_cache,
             show_progress=self.show_progress,
         )
-        check_run(result.run, "reranked run")
+        reranked = pd.concat([result.run, first[~is_chosen][list(result.run.columns)]])
+        check_run(reranked, "reranked run")
         throughput["rerank_seconds"] = result.stats["seconds_scoring"]
-        return StageRuns(first, result.run, throughput, result.stats)
+        stats = dict(result.stats)
+        if self.policy is not None:
+            queries = first[QUERY_ID].nunique()
+            stats["policy"] = {
+                "rule": str(self.policy),
+                "queries_reranked": len(chosen),
+                "share_reranked": len(chosen) / queries if queries else 0.0,
+            }
+        return StageRuns(first, reranked.reset_index(drop=True), throughput, stats)
 
     def online_stages(
         self, doc_text: dict[str, str], depth: int | None = None, exclude_self: bool = False
@@ -192,6 +234,8 @@ class TwoStage:
 
             def rerank_one(state):
                 (query_id, text), run = state
+                if self.policy is not None and str(query_id) not in self.selected(run):
+                    return None  # the policy keeps this query's first-stage ranking
                 _, pairs, _ = head_pairs(run, {str(query_id): text}, doc_text, depth)
                 return scorer.score(pairs)
 

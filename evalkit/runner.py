@@ -30,6 +30,7 @@ from evalkit.measures import CONTRACT, evaluate, parse_measures, unique_measures
 from evalkit.pipeline import StageRuns, TwoStage
 from evalkit.results import Identity, RunResult, completion, remove_results
 from evalkit.retrieve.base import doc_texts_by_id
+from evalkit.selective import Policy
 from evalkit.timing import cuda_synchronizer, measure_online
 from evalkit.types import QUERY_ID, Dataset
 
@@ -97,7 +98,14 @@ def identity_of(config: Config, dataset: Dataset, data_key: str, pipeline: TwoSt
         retriever=settings(config.retriever, pipeline.retriever.fingerprint),
         first_stage_k=config.pipeline.first_stage_k,
         contract=digest(json.dumps(CONTRACT, sort_keys=True)),
-        reranker=settings(config.reranker, pipeline.scorer.fingerprint) if reranked else None,
+        reranker=(
+            {
+                **settings(config.reranker, pipeline.scorer.fingerprint),
+                "policy": str(pipeline.policy) if pipeline.policy else "none",
+            }
+            if reranked
+            else None
+        ),
         depth=config.pipeline.depth if reranked else None,
     )
 
@@ -212,6 +220,7 @@ def build_pipeline(config: Config) -> TwoStage:
         pair_cache=PairScoreCache(cache / "pair_scores.sqlite") if config.cache.enabled else None,
         run_cache_dir=cache / "runs" if config.cache.enabled else None,
         show_progress=config.show_progress,
+        policy=Policy.parse(config.pipeline.policy),
     )
 
 
@@ -236,8 +245,10 @@ def _evaluate(
         second = evaluate(runs.reranked, dataset.qrels, measures)
         metrics["reranked"] = {m: second.aggregate[m] for m in shown}
         frames.append(second.per_query.assign(stage="reranked"))
+        if runs.rerank_stats.get("policy"):
+            metrics["policy"] = runs.rerank_stats["policy"]
         metrics["reranker_health"] = {
-            k: runs.rerank_stats[k]
+            k: runs.rerank_stats.get(k)
             for k in (
                 "degenerate",
                 "constant_score_fraction",

@@ -95,6 +95,66 @@ def query_features(queries: pd.DataFrame, corpus_texts: Sequence[str]) -> pd.Dat
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(QUERY_ID)
 
 
+@dataclass(frozen=True)
+class Policy:
+    """A runnable per-query rule: rerank a query only when its feature is at most
+    (``FEATURE_below_VALUE``) or at least (``FEATURE_above_VALUE``) a threshold, decided
+    after the first stage and before any reranker call. ``FEATURE<=VALUE`` is accepted too
+    (quote it on a Hydra command line).
+
+    Example:
+        >>> Policy.parse("margin_below_1.7")
+        Policy(feature='margin', side='<=', threshold=1.7)
+        >>> str(Policy.parse("idf_max>=4.6"))
+        'idf_max_above_4.6'
+    """
+
+    feature: str
+    side: str
+    threshold: float
+
+    @classmethod
+    def parse(cls, text: str) -> Policy | None:
+        import re
+
+        from evalkit.errors import ConfigError, problem
+
+        if text in ("", "none", None):
+            return None
+        match = re.fullmatch(
+            r"\s*([a-z_0-9]+?)\s*(<=|>=|_below_|_above_)\s*([-+0-9.eE]+)\s*", str(text)
+        )
+        valid = match is not None and match.group(1) in FEATURES
+        if valid:
+            try:
+                value = float(match.group(3))
+            except ValueError:
+                valid = False
+        if not valid or not math.isfinite(value):
+            raise ConfigError(
+                problem(
+                    f"pipeline.policy={text!r} is not FEATURE_below_VALUE or FEATURE_above_VALUE",
+                    "pipeline.policy",
+                    f"use one of the features {list(FEATURES)}, e.g. margin_below_1.7, or none",
+                )
+            )
+        side = {"_below_": "<=", "_above_": ">="}.get(match.group(2), match.group(2))
+        return cls(match.group(1), side, value)
+
+    def __str__(self) -> str:
+        word = "below" if self.side == "<=" else "above"
+        return f"{self.feature}_{word}_{self.threshold:g}"
+
+    @property
+    def needs_corpus(self) -> bool:
+        return self.feature in QUERY_FEATURES
+
+    def select(self, features: pd.DataFrame) -> pd.Series:
+        """Per query (the frame's index): whether to rerank it."""
+        values = features[self.feature].astype(np.float64)
+        return values <= self.threshold if self.side == "<=" else values >= self.threshold
+
+
 def folds(queries: Sequence[str], k: int = 5, seed: int = 0) -> np.ndarray:
     """Fold number of each query (a seeded shuffle, as even as possible)."""
     order = np.random.default_rng(seed).permutation(len(queries))
@@ -353,7 +413,7 @@ def best_point(
     if row.policy.startswith("feature:"):
         name = row.policy.split(":", 1)[1]
         side, cut = deploy_threshold(table[name].to_numpy(), gain, row.target_share)
-        rule = f"{name} {'<=' if side == 'low' else '>='} {cut:.4g}"
+        rule = f"pipeline.policy={name}_{'below' if side == 'low' else 'above'}_{cut:.4g}"
     return {
         **row.to_dict(),
         "rule": rule,

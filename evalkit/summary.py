@@ -31,6 +31,12 @@ def print_summary(result: RunResult, console: Console | None = None) -> None:
     depth = metrics.get("recall_at_depth")
     if depth and result.identity.reranked:
         console.print(f"ceiling for any reranker: {depth['measure']} = {depth['value']:.4f}")
+    policy = metrics.get("policy")
+    if policy:
+        console.print(
+            f"selective policy {policy['rule']}: reranked {policy['queries_reranked']} queries "
+            f"({policy['share_reranked']:.0%})"
+        )
     if result.cost_only:
         console.print(f"[yellow]cost-only run: {metrics.get('quality_note')}[/yellow]")
     health = metrics.get("reranker_health") or {}

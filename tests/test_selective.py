@@ -132,3 +132,44 @@ def test_decide_selective_recommends_the_policy_with_its_evidence(tmp_path):
     assert evidence["p_randomization_vs_never"] < 0.05
     assert "rerank 50% of queries" in chosen["message"]
     assert "always-rerank gains +0.0000" in chosen["message"]
+
+
+def test_a_runnable_policy_reranks_exactly_the_queries_it_selects(tmp_path, tiny_cross_encoder):
+    from evalkit.io import read_trec_run
+    from evalkit.runner import run_experiment
+    from tests.conftest import TOY, compose
+
+    common = [
+        "dataset=local",
+        f"dataset.path={TOY}",
+        f"cache.dir={tmp_path / 'cache'}",
+        "show_progress=false",
+        "reranker=minilm_l6",
+        f"reranker.model={tiny_cross_encoder}",
+        "pipeline.depth=5",
+        "latency.max_queries=4",
+        "latency.warmup=0",
+    ]
+    always = run_experiment(compose(common), tmp_path / "always")
+    first = read_trec_run(tmp_path / "always" / "run.first_stage.trec")
+    # margins by hand from the first-stage run file: top score minus the second
+    margins = {
+        q: (lambda s: s[0] - s[1] if len(s) > 1 else 0.0)(sorted(g.score, reverse=True))
+        for q, g in first.groupby("query_id")
+    }
+    threshold = sorted(margins.values())[len(margins) // 2]
+    expected = {q for q, m in margins.items() if m <= threshold}
+    assert 0 < len(expected) < len(margins)
+    policy = run_experiment(
+        compose([*common, f"pipeline.policy=margin_below_{threshold!r}"]), tmp_path / "policy"
+    )
+    assert policy.metrics["policy"]["queries_reranked"] == len(expected)
+    never = always.stage_table("first_stage")["nDCG@10"]
+    full = always.stage_table("reranked")["nDCG@10"]
+    got = policy.stage_table("reranked")["nDCG@10"]
+    for query in never.index:
+        want = full[query] if query in expected else never[query]
+        assert got[query] == pytest.approx(want, abs=1e-12), query
+    assert policy.identity.key != always.identity.key
+    assert policy.identity.reranker["policy"] == f"margin_below_{threshold:g}"
+    assert "rerank" in policy.latency["online"]  # the policy runs in the latency pass too

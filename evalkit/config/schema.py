@@ -94,6 +94,7 @@ class RerankerConfig:
 class PipelineConfig:
     depth: int = 100
     first_stage_k: int = 1000
+    policy: str = "none"  # selective reranking, e.g. margin_below_1.7 (evalkit.selective)
 
 
 @dataclass
@@ -303,6 +304,9 @@ def _check_bounds(config: Config) -> None:
 def _check_rules(config: Config) -> None:
     pipeline, reranker = config.pipeline, config.reranker
     _check_bounds(config)
+    from evalkit.selective import Policy
+
+    Policy.parse(pipeline.policy)
     if config.dataset.source == "local" and not config.dataset.path:
         raise ConfigError(
             problem(
