@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CRANFIELD = REPO.parent / "shared" / "data" / "cranfield"
+CRANFIELD = REPO / "evalkit" / "datasets" / "cranfield"  # shipped with the project
 CONF_DIR = REPO / "conf"
 
 

@@ -280,7 +280,11 @@ def _selective(report: Report, dataset: str, budget: Budget) -> dict:
         label = report.labels[system.key]
         if system.dataset != dataset or not system.reranked or not system.quality_meaningful:
             continue
-        points = table[(table.dataset == dataset) & (table.system == label)]
+        points = (
+            table[(table.dataset == dataset) & (table.system == label)] if len(table) else table
+        )
+        if not len(points):
+            continue  # no curve for it (already selective, or no first-stage run file)
         never, always, features, costs = system.result.selective_inputs(points.measure.iloc[0])
         best = best_point(points, never, always, features, costs, budget.p95_ms, budget.alpha)
         always_row = points[points.policy == "always"].iloc[0]

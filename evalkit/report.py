@@ -42,10 +42,19 @@ TEST_COLUMNS = (
     "losses",
 )
 COUNT_COLUMNS = ("wins", "ties", "losses", "depth", "queries")
-MS_COLUMNS = ("p50_ms", "p95_ms", "p95_ci_low_ms", "p95_ci_high_ms", "p99_ms")
-RATE_COLUMNS = ("qps", "pairs_per_second")
+MS_COLUMNS = (
+    "p50_ms",
+    "p95_ms",
+    "p95_ci_low_ms",
+    "p95_ci_high_ms",
+    "p99_ms",
+    "implied_mean_ms",
+    "implied_p95_ms",
+)
+RATE_COLUMNS = ("qps", "pairs_per_second", "pairs_per_query")
 P_COLUMNS = ("p_ttest", "p_randomization", "p_ttest_holm", "p_randomization_holm")
-SIGNED_COLUMNS = ("gain", "gain_ci_low", "gain_ci_high")
+SIGNED_COLUMNS = ("gain", "gain_ci_low", "gain_ci_high", "gain_over_never")
+SHARE_COLUMNS = ("share_reranked", "target_share")
 
 
 def collect_systems(results: Iterable[RunResult]) -> tuple[list[System], list[str]]:
@@ -237,6 +246,8 @@ class Report:
                 continue
             if not (result.has_run("first_stage") and len(system.per_query)):
                 continue
+            if (system.identity.reranker or {}).get("policy", "none") != "none":
+                continue  # already selective: its curve would be a policy on top of a policy
             measure = self.metric_for(system.dataset)
             never, always, features, costs = system.result.selective_inputs(measure)
             points = curve(never, always, features, costs, bootstrap=min(self.bootstrap, 1000))
@@ -411,6 +422,8 @@ def format_cell(column: str, value: object) -> str:
         return f"{float(value):,.1f}"
     if column in P_COLUMNS:
         return f"{float(value):.3g}"
+    if column in SHARE_COLUMNS:
+        return f"{float(value):.0%}"
     if column in SIGNED_COLUMNS:
         return f"{float(value):+.4f}"
     return f"{float(value):.4f}"

@@ -15,7 +15,8 @@ def print_summary(result: RunResult, console: Console | None = None) -> None:
     console = console or Console(stderr=False)
     metrics = result.metrics
     reranked = metrics.get("reranked")
-    table = Table(title=f"evalkit — {result.dataset}, {metrics['num_queries']} queries")
+    console.print(f"evalkit — {result.dataset}, {metrics['num_queries']} queries")
+    table = Table()
     table.add_column("measure")
     table.add_column("first stage", justify="right")
     if reranked:

@@ -121,3 +121,36 @@ def test_verbose_shows_the_traceback(tmp_path):
         check=False,
     )
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_run_folders_are_named_after_the_dataset_folder_and_marked_cost_only(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import TOY
+
+    for reranker in ("none", "minilm_l6_costonly"):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from evalkit.cli import run_main; run_main()",
+                "dataset=local",
+                f"dataset.path={TOY}",
+                f"reranker={reranker}",
+                "pipeline.depth=5",
+                "reranker.max_length=32",
+                "latency.enabled=false",
+                "latency.throughput_pairs=4",
+                f"cache.dir={tmp_path / 'cache'}",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "[DEBUG]" not in result.stderr  # bm25s's debug lines stay quiet
+    runs = [p for p in (tmp_path / "results" / "runs").iterdir() if p.is_dir()]
+    names = sorted(p.name.split("_", 2)[2] for p in runs)  # <date>_<time>_<name>
+    assert names == ["toy_bm25", "toy_bm25_minilm_l6-costonly_d5"]

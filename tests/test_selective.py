@@ -173,3 +173,13 @@ def test_a_runnable_policy_reranks_exactly_the_queries_it_selects(tmp_path, tiny
     assert policy.identity.key != always.identity.key
     assert policy.identity.reranker["policy"] == f"margin_below_{threshold:g}"
     assert "rerank" in policy.latency["online"]  # the policy runs in the latency pass too
+    import evalkit
+
+    # a folder holding a policy run and the run it came from: compare / decide handle both
+    report = evalkit.compare(tmp_path, bootstrap=200)
+    assert set(report.selective().system) == {"bm25 → minilm_l6@5 [policy=none]"}
+    decision = evalkit.decide(report, p95_ms=60_000, selective=True)
+    # 4 toy queries: no randomisation test over 4 queries reaches p < 0.05 (its least p is
+    # 2/16), so no policy can be recommended
+    assert decision.selective["decision"] == "no_policy"
+    assert decision.selective["message"].startswith("Selective:")

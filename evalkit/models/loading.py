@@ -256,11 +256,15 @@ def load_quietly(load, seed: int = 0):
 
     torch.manual_seed(seed)
     level = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars: noise
     try:
         return load()
     finally:
         transformers.logging.set_verbosity(level)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
 
 
 def fingerprint(model_path: str, revision: str | None = None) -> str:
