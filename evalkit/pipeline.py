@@ -37,6 +37,7 @@ class StageRuns:
     reranked: pd.DataFrame | None
     throughput: dict = field(default_factory=dict)
     rerank_stats: dict = field(default_factory=dict)
+    retriever_warnings: dict = field(default_factory=dict)  # e.g. a run file's unknown ids
 
 
 def _seconds(start_ns: int) -> float:
@@ -166,15 +167,16 @@ class TwoStage:
         """The batched evaluation pass; ``rerank_queries=False`` stops after the first
         stage (cost-only runs, whose reranked quality means nothing)."""
         first, throughput = self.first_stage(dataset)
+        warnings = dict(getattr(self.retriever, "warnings", {}))
         if self.scorer is None or not rerank_queries:
-            return StageRuns(first, None, throughput)
+            return StageRuns(first, None, throughput, retriever_warnings=warnings)
         chosen = self.selected(first, dataset)
         is_chosen = first[QUERY_ID].astype(str).isin(chosen)
         if not is_chosen.any():  # the policy reranks nothing: the first stage is the answer
             stats = {
                 "policy": {"rule": str(self.policy), "queries_reranked": 0, "share_reranked": 0.0}
             }
-            return StageRuns(first, first.copy(), throughput, stats)
+            return StageRuns(first, first.copy(), throughput, stats, warnings)
         result = rerank(
             first[is_chosen],
             dataset.queries,
@@ -195,7 +197,7 @@ class TwoStage:
                 "queries_reranked": len(chosen),
                 "share_reranked": len(chosen) / queries if queries else 0.0,
             }
-        return StageRuns(first, reranked.reset_index(drop=True), throughput, stats)
+        return StageRuns(first, reranked.reset_index(drop=True), throughput, stats, warnings)
 
     def online_stages(
         self, doc_text: dict[str, str], depth: int | None = None, exclude_self: bool = False

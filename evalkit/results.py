@@ -265,6 +265,8 @@ class RunResult:
         online = self.latency.get("online")
         if not online:
             return Latency()
+        if self.config["retriever"].get("kind") == "run_file":
+            return self._run_file_latency(online, parts)
         per_query = online.get("per_query_ms") or {}
         if parts is None:
             total = online.get("total") or {}
@@ -311,6 +313,34 @@ class RunResult:
             int(self.identity.depth or 0),
         )
         return never, always, features, costs
+
+    def _run_file_latency(self, online: dict, parts: tuple[str, ...] | None) -> Latency:
+        """A first stage read from a run file was not timed by evalkit: its latency is the
+        user's ``retriever.p95_ms`` (added to every query's measured rerank time), or
+        unknown — never the file lookup's near-zero time."""
+        given = self.config["retriever"].get("p95_ms")
+        if given is None:
+            return Latency(source="unknown: first stage from a run file (retriever.p95_ms)")
+        rerank = (online.get("per_query_ms") or {}).get("rerank") or []
+        if parts is not None or not self.reranked or not rerank:
+            return Latency(
+                given,
+                given,
+                given,
+                1000.0 / given if given else None,
+                "given by the user: retriever.p95_ms",
+                [given],
+            )
+        total = np.asarray(rerank, dtype=np.float64) + given
+        p50, p95, p99 = np.percentile(total, [50, 95, 99])
+        return Latency(
+            float(p50),
+            float(p95),
+            float(p99),
+            1000.0 / float(total.mean()),
+            "rerank measured + first stage given (retriever.p95_ms, added to every query)",
+            total.tolist(),
+        )
 
     def hardware(self) -> str:
         hw = self.env.get("hardware", {})

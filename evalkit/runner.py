@@ -218,7 +218,10 @@ def build_pipeline(config: Config) -> TwoStage:
         depth=config.pipeline.depth,
         first_stage_k=config.pipeline.first_stage_k,
         pair_cache=PairScoreCache(cache / "pair_scores.sqlite") if config.cache.enabled else None,
-        run_cache_dir=cache / "runs" if config.cache.enabled else None,
+        # a run file is its own cache (and reading it again recounts its warnings)
+        run_cache_dir=(
+            cache / "runs" if config.cache.enabled and config.retriever.kind != "run_file" else None
+        ),
         show_progress=config.show_progress,
         policy=Policy.parse(config.pipeline.policy),
     )
@@ -263,7 +266,7 @@ def _evaluate(
             if runs.reranked is None and config.reranker.kind != "none"
             else "quality numbers are a plumbing check, not a measurement of the model"
         )
-    metrics["data_warnings"] = dataset.warnings
+    metrics["data_warnings"] = {**dataset.warnings, **runs.retriever_warnings}
     metrics["contract"] = {
         **CONTRACT,
         "relevance_level": dataset.relevance_level,

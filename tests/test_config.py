@@ -43,8 +43,13 @@ def test_design_options_exist():
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_validates(group, option):
     overrides = [f"{group}={option}"]
-    if option == "local":
-        overrides.append("dataset.path=/tmp/anywhere")
+    required = {
+        "local": "dataset.path=/tmp/anywhere",
+        "run_file": "retriever.path=/tmp/run.trec",
+        "python": "reranker.target=tests.plugin_reranker:make",
+    }
+    if option in required:
+        overrides.append(required[option])
     config = validate(compose(overrides))
     section = getattr(config, group)
     # the option's own YAML is what was composed: the name it declares (or inherits) is set

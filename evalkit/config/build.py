@@ -74,6 +74,10 @@ def build_bi_encoder(rc: RetrieverConfig | RerankerConfig, section: str, config:
 def build_retriever(config: Config):
     """Build the first stage named by ``config.retriever``."""
     rc = config.retriever
+    if rc.kind == "run_file":
+        from evalkit.retrieve.run_file import RunFileRetriever
+
+        return RunFileRetriever(rc.path)
     if rc.kind == "bm25":
         from evalkit.retrieve.bm25 import BM25Retriever
 
@@ -155,6 +159,8 @@ def build_scorer(config: Config):
     rr = config.reranker
     if rr.kind == "none":
         return None
+    if rr.kind == "python":
+        return _build_python_reranker(rr.target)
     if rr.kind == "biencoder":
         from evalkit.rerank.biencoder import BiEncoderReranker
 
@@ -168,6 +174,42 @@ def build_scorer(config: Config):
             ),
         )
     return _build_cross_encoder(config)
+
+
+def _build_python_reranker(target: str):
+    """``package.module:factory`` -> the object it returns, checked against the protocol."""
+    import importlib
+
+    from evalkit.errors import ConfigError
+    from evalkit.rerank.base import Reranker
+
+    module_name, _, attribute = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(
+            problem(
+                f"cannot import reranker.target '{target}': {error}",
+                "reranker.target",
+                "make the module importable (installed, or on PYTHONPATH) and check the name",
+            )
+        ) from None
+    reranker = factory()
+    missing = [
+        name
+        for name in ("fingerprint", "max_length", "device", "token_lengths", "score")
+        if not hasattr(reranker, name)
+    ]
+    if missing or not isinstance(reranker, Reranker) or not str(reranker.fingerprint):
+        raise ConfigError(
+            problem(
+                f"reranker.target '{target}' returned a {type(reranker).__name__} without "
+                f"{missing or ['a non-empty fingerprint']}",
+                "reranker.target",
+                "see evalkit.rerank.base.Reranker for what a second stage provides",
+            )
+        )
+    return reranker
 
 
 def _build_cross_encoder(config: Config):

@@ -43,7 +43,9 @@ class DatasetConfig:
 
 @dataclass
 class RetrieverConfig:
-    kind: str = "bm25"  # bm25 | dense
+    kind: str = "bm25"  # bm25 | dense | run_file
+    path: str | None = None  # run_file: the TREC run file
+    p95_ms: float | None = None  # run_file: the engine's p95 latency, when known
     name: str = "bm25"
     model: str | None = None
     revision: str | None = None
@@ -73,7 +75,8 @@ class RetrieverConfig:
 
 @dataclass
 class RerankerConfig:
-    kind: str = "none"  # none | cross_encoder | biencoder
+    kind: str = "none"  # none | cross_encoder | biencoder | python
+    target: str | None = None  # python: "package.module:factory" returning a Reranker
     name: str = "none"
     model: str | None = None
     revision: str | None = None
@@ -193,9 +196,9 @@ CHOICES = {
     "retriever.index": ("auto", "exact", "flat", "ivf", "hnsw"),
     "dataset.source": ("builtin", "beir", "ir_datasets", "local"),
     "dataset.on_invalid": ("warn", "error"),
-    "retriever.kind": ("bm25", "dense"),
+    "retriever.kind": ("bm25", "dense", "run_file"),
     "retriever.weights": ("pretrained", "random"),
-    "reranker.kind": ("none", "cross_encoder", "biencoder"),
+    "reranker.kind": ("none", "cross_encoder", "biencoder", "python"),
     "reranker.weights": ("pretrained", "random"),
     "reranker.backend": ("torch", "onnx", "openvino"),
     "reranker.dtype": ("auto", "fp32", "fp16", "bf16"),
@@ -263,6 +266,7 @@ BOUNDS = (
     ("retriever.hnsw_ef_search", 1, None),
     ("retriever.k1", 0.0, None),
     ("retriever.b", 0.0, 1.0),
+    ("retriever.p95_ms", 0.0, None),
     ("seed", 0, 2**32 - 1),
 )
 
@@ -353,9 +357,30 @@ def _check_rules(config: Config) -> None:
                     "retriever.shard_job",
                 )
             )
+    if config.retriever.kind == "run_file" and not config.retriever.path:
+        raise ConfigError(
+            problem(
+                "retriever=run_file needs a run file",
+                "retriever.path",
+                "add retriever.path=/path/to/run.trec",
+            )
+        )
     if config.retriever.kind == "dense" and not config.retriever.model:
         raise ConfigError(problem("retriever=dense needs retriever.model", "retriever.model"))
-    if reranker.kind != "none" and not reranker.model:
+    if reranker.kind == "python":
+        import re
+
+        if not reranker.target or not re.fullmatch(r"[\w.]+:\w+", reranker.target):
+            raise ConfigError(
+                problem(
+                    f"reranker=python needs reranker.target=package.module:factory, found "
+                    f"{reranker.target!r}",
+                    "reranker.target",
+                    "name a function that returns an object with fingerprint, max_length, "
+                    "device, token_lengths(pairs) and score(pairs, ...)",
+                )
+            )
+    elif reranker.kind != "none" and not reranker.model:
         raise ConfigError(
             problem(f"reranker.kind={reranker.kind} needs reranker.model", "reranker.model")
         )

@@ -1,0 +1,97 @@
+"""First stage from a TREC run file: evaluate and rerank any engine's candidates.
+
+``retriever=run_file retriever.path=RUN`` reads ``qid Q0 docid rank score tag`` lines
+(errors name file and line), refuses a (query, document) pair listed twice, and counts
+documents missing from the corpus and queries missing from the dataset (they are dropped
+and reported in ``metrics.json`` → ``data_warnings``). Ties are resolved by the evaluation
+rule like every other run. The engine's latency is not known to evalkit: report and decide
+say so unless the user gives it (``retriever.p95_ms``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from evalkit.errors import DataError, problem
+from evalkit.io import read_trec_run
+from evalkit.types import DOC_ID, QUERY_ID, empty_run, rank_run
+
+log = logging.getLogger(__name__)
+
+
+class RunFileRetriever:
+    """Serves a precomputed run as a first stage.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "bm25.trec"
+        >>> _ = path.write_text("q1 Q0 d2 1 9.5 es\\nq1 Q0 d1 2 7.0 es\\n")
+        >>> retriever = RunFileRetriever(path)
+        >>> retriever.index(pd.DataFrame({"doc_id": ["d1", "d2"], "title": "", "text": ""}))
+        >>> retriever.search(pd.DataFrame({"query_id": ["q1"], "text": ["?"]}), 1).doc_id.tolist()
+        ['d2']
+    """
+
+    name = "run_file"
+    device = None
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        if not self.path.is_file():
+            raise DataError(
+                problem(
+                    f"run file does not exist: {self.path}",
+                    "retriever.path",
+                    "point retriever.path at a TREC run file (qid Q0 docid rank score tag)",
+                )
+            )
+        from evalkit.cache import file_checksum
+
+        self.fingerprint = f"run_file|{file_checksum(self.path)}"
+        self._run: pd.DataFrame | None = None
+        self.warnings: dict[str, int] = {}
+
+    def index(self, corpus: pd.DataFrame) -> None:
+        run = read_trec_run(self.path)
+        if run.empty:
+            raise DataError(problem(f"run file {self.path} holds no lines", "retriever.path"))
+        duplicated = run.duplicated([QUERY_ID, DOC_ID])
+        if duplicated.any():
+            first = run[duplicated].iloc[0]
+            raise DataError(
+                problem(
+                    f"run file lists document '{first[DOC_ID]}' twice for query "
+                    f"'{first[QUERY_ID]}'",
+                    str(self.path),
+                    "list each (query, document) pair once",
+                )
+            )
+        unknown = ~run[DOC_ID].isin(set(corpus[DOC_ID].astype(str)))
+        if unknown.any():
+            self.warnings["run_file_unknown_documents"] = int(unknown.sum())
+            log.warning(
+                "%s: %d lines name documents missing from the corpus (e.g. %s); dropped",
+                self.path,
+                int(unknown.sum()),
+                list(run.loc[unknown, DOC_ID].unique()[:3]),
+            )
+        self._run = run[~unknown].reset_index(drop=True)
+
+    def search(self, queries: pd.DataFrame, k: int) -> pd.DataFrame:
+        if self._run is None:
+            raise RuntimeError("index() must be called before search()")
+        wanted = set(queries[QUERY_ID].astype(str))
+        known = set(self._run[QUERY_ID])
+        missing = len(wanted - known)
+        if missing:
+            self.warnings["run_file_queries_without_candidates"] = missing
+        extra = len(known - wanted)
+        if extra:
+            self.warnings["run_file_queries_not_in_dataset"] = extra
+        rows = self._run[self._run[QUERY_ID].isin(wanted)]
+        if rows.empty:
+            return empty_run()
+        return rank_run(rows, k=k).drop(columns="rank")
