@@ -200,11 +200,14 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
         budget: the latency / QPS budget and significance rules.
         bootstrap: bootstrap samples when ``results`` is a folder.
     """
-    report = (
-        results
-        if isinstance(results, Report)
-        else compare(results, budget.metric, "auto", bootstrap)
-    )
+    if isinstance(results, Report):
+        report = results
+        if report.metric != budget.metric:  # same systems and table, another headline
+            from dataclasses import replace
+
+            report = replace(report, metric=budget.metric, _selective=None)
+    else:
+        report = compare(results, budget.metric, "auto", bootstrap)
     datasets = sorted({s.dataset for s in report.systems})
     if budget.dataset is not None and budget.dataset not in datasets:
         raise DataError(
@@ -221,6 +224,15 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
             )
         )
     dataset = budget.dataset or datasets[0]
+    if not (report.table.measure == report.metric_for(dataset)).any():
+        raise DataError(
+            problem(
+                f"measure '{budget.metric}' ({report.metric_for(dataset)} on {dataset}) was "
+                "not computed by these runs",
+                "--metric",
+                f"choose one of {sorted(set(report.table.measure))}",
+            )
+        )
     rule = FitRule(budget)
     headline = report.headline()
     rows = headline[headline.dataset == dataset]

@@ -299,3 +299,12 @@ def test_decide_cli_writes_json_and_passes_dataset_on(tmp_path, capsys):
     written = json.loads((tmp_path / "decision.json").read_text())
     assert written["decision"] == "rerank" and written["dataset"] == "alpha"
     assert "Rerank: use bm25 → ce@100" in capsys.readouterr().out
+
+
+def test_decide_on_a_report_uses_the_budgets_metric(tmp_path):
+    make_run(tmp_path, "a", BASE, BETTER, measure="P@10")
+    report = compare(tmp_path, metric="P@10", bootstrap=200)
+    decision = decide(report, Budget(p95_ms=500, metric="P@10"), bootstrap=200)
+    assert decision.recommendation["measure"] == "P@10"
+    with pytest.raises(DataError, match="measure 'nDCG@10'"):
+        decide(report, Budget(p95_ms=500, metric="nDCG@10"), bootstrap=200)
