@@ -57,8 +57,8 @@ SIGNED_COLUMNS = ("gain", "gain_ci_low", "gain_ci_high", "gain_over_never")
 SHARE_COLUMNS = ("share_reranked", "target_share")
 
 
-def collect_systems(results: Iterable[RunResult]) -> tuple[list[System], list[str]]:
-    """One :class:`System` per identity, and notes on the folders that were set aside.
+def collect_systems(results: Iterable[RunResult]) -> list[System]:
+    """One :class:`System` per identity (``also_in`` names the folders set aside).
 
     A first stage measured alone (a ``reranker=none`` run) is preferred over the same first
     stage taken from a reranked run: its latency is its own. Otherwise the newest folder
@@ -81,9 +81,13 @@ def collect_systems(results: Iterable[RunResult]) -> tuple[list[System], list[st
                 chosen[key], newest[key] = system, stamp
             elif same_kind:
                 current.also_in.append(system.folder)
+    return list(chosen.values())
+
+
+def rerun_notes(systems: Sequence[System], labels: dict[str, str]) -> list[str]:
+    """One line per system found in several folders: which folder the report used."""
     notes = []
-    labels = label_systems(list(chosen.values()))
-    for system in chosen.values():
+    for system in systems:
         reruns = [f for f in system.also_in if f != system.folder]
         if reruns:
             notes.append(
@@ -91,7 +95,7 @@ def collect_systems(results: Iterable[RunResult]) -> tuple[list[System], list[st
                 f"folders (reruns of one system): used {system.folder}, set aside "
                 + ", ".join(str(f) for f in reruns)
             )
-    return list(chosen.values()), notes
+    return notes
 
 
 def _finished_at(result: RunResult) -> float:
@@ -465,9 +469,11 @@ def compare(
     if not isinstance(bootstrap, int) or bootstrap < 100:
         raise DataError(problem(f"--bootstrap must be an integer >= 100, found {bootstrap}"))
     loaded = find_results(results) if isinstance(results, str | Path) else list(results)
-    systems, notes = collect_systems(loaded)
+    systems = collect_systems(loaded)
     labels = label_systems(systems)
-    report = Report(pd.DataFrame(), systems, labels, metric, notes, bootstrap)
+    report = Report(
+        pd.DataFrame(), systems, labels, metric, rerun_notes(systems, labels), bootstrap
+    )
     for dataset in sorted({s.dataset for s in systems}):
         name = report.metric_for(dataset)
         if not any(name in s.per_query.columns for s in systems if s.dataset == dataset):
