@@ -224,8 +224,9 @@ def load_beir_folder(
         A :class:`~evalkit.types.Dataset` whose queries are the judged ones.
 
     Example:
-        >>> ds = load_beir_folder("../shared/data/cranfield")  # doctest: +SKIP
-        >>> len(ds.corpus), len(ds.queries), len(ds.qrels)  # doctest: +SKIP
+        >>> from evalkit.data.sources import builtin_path
+        >>> ds = load_beir_folder(builtin_path("cranfield"))
+        >>> len(ds.corpus), len(ds.queries), len(ds.qrels)
         (1400, 225, 1612)
     """
     folder = Path(folder)
