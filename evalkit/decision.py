@@ -205,7 +205,7 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
         if report.metric != budget.metric:  # same systems and table, another headline
             from dataclasses import replace
 
-            report = replace(report, metric=budget.metric, _selective=None)
+            report = replace(report, metric=budget.metric, _selective=None, _inputs={})
     else:
         report = compare(results, budget.metric, "auto", bootstrap)
     datasets = sorted({s.dataset for s in report.systems})
@@ -297,7 +297,7 @@ def _selective(report: Report, dataset: str, budget: Budget) -> dict:
         )
         if not len(points):
             continue  # no curve for it (already selective, or no first-stage run file)
-        never, always, features, costs = system.result.selective_inputs(points.measure.iloc[0])
+        never, always, features, costs = report.selective_inputs(system, points.measure.iloc[0])
         best = best_point(points, never, always, features, costs, budget.p95_ms, budget.alpha)
         always_row = points[points.policy == "always"].iloc[0]
         if best is not None:

@@ -13,8 +13,6 @@ from evalkit.errors import DataError, problem
 from evalkit.faults import checkpoint
 from evalkit.types import DOC_ID, QUERY_ID, RANK, SCORE, rank_run
 
-COMPLETE = "complete.json"  # a run folder's completion marker, written last
-
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write via ``write(tmp)`` then rename over ``path``: readers never see half a file."""

@@ -67,7 +67,7 @@ def collect_systems(results: Iterable[RunResult]) -> list[System]:
     chosen: dict[str, System] = {}
     newest: dict[str, float] = {}
     for result in results:
-        stamp = _finished_at(result)
+        stamp = result.finished_at()
         for system in result.systems():
             key = system.key
             current = chosen.get(key)
@@ -96,15 +96,6 @@ def rerun_notes(systems: Sequence[System], labels: dict[str, str]) -> list[str]:
                 + ", ".join(str(f) for f in reruns)
             )
     return notes
-
-
-def _finished_at(result: RunResult) -> float:
-    from evalkit.results import COMPLETE
-
-    try:
-        return (result.folder / COMPLETE).stat().st_mtime if result.folder else 0.0
-    except OSError:
-        return 0.0
 
 
 def _short(value: object) -> str:
@@ -166,6 +157,14 @@ class Report:
     notes: list[str] = field(default_factory=list)
     bootstrap: int = 2000
     _selective: pd.DataFrame | None = field(default=None, repr=False)
+    _inputs: dict = field(default_factory=dict, repr=False)
+
+    def selective_inputs(self, system: System, measure: str):
+        """``RunResult.selective_inputs`` for a system, computed once per report."""
+        key = (system.key, measure)
+        if key not in self._inputs:
+            self._inputs[key] = system.result.selective_inputs(measure)
+        return self._inputs[key]
 
     def metric_for(self, dataset: str) -> str:
         """The headline measure's column name on ``dataset`` (its relevance level)."""
@@ -253,7 +252,7 @@ class Report:
             if (system.identity.reranker or {}).get("policy", "none") != "none":
                 continue  # already selective: its curve would be a policy on top of a policy
             measure = self.metric_for(system.dataset)
-            never, always, features, costs = system.result.selective_inputs(measure)
+            never, always, features, costs = self.selective_inputs(system, measure)
             points = curve(never, always, features, costs, bootstrap=min(self.bootstrap, 1000))
             frames.append(
                 points.assign(

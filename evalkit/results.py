@@ -342,6 +342,13 @@ class RunResult:
             total.tolist(),
         )
 
+    def finished_at(self) -> float:
+        """When the completion marker was written (0 for a result not saved)."""
+        try:
+            return (self.folder / COMPLETE).stat().st_mtime if self.folder else 0.0
+        except OSError:
+            return 0.0
+
     def hardware(self) -> str:
         hw = self.env.get("hardware", {})
         return hw.get("gpu") or f"{hw.get('cpu', '?')} x{hw.get('cpu_count', '?')}"

@@ -168,19 +168,15 @@ def run_experiment(cfg, output_dir: str | Path) -> RunResult:
 
 
 def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
-    measures = unique_measures(
-        [
-            *parse_measures(config.eval.metrics, dataset.relevance_level),
-            *parse_measures([f"R@{config.pipeline.depth}"], dataset.relevance_level),
-        ]
-    )
+    asked = unique_measures(parse_measures(config.eval.metrics, dataset.relevance_level))
+    [at_depth] = parse_measures([f"R@{config.pipeline.depth}"], dataset.relevance_level)
     pipeline = build_pipeline(config)
     cost_only = config.reranker.weights == "random" or config.retriever.weights == "random"
     runs = pipeline.run(
         dataset, rerank_queries=not (cost_only and not config.eval.cost_only_quality)
     )
     checkpoint("after_runs")
-    metrics, per_query = _evaluate(config, dataset, runs, measures, cost_only)
+    metrics, per_query = _evaluate(config, dataset, runs, asked, at_depth, cost_only)
     latency = measure_latency(config, pipeline, dataset, runs)
     identity = identity_of(config, dataset, data_key, pipeline)
     from omegaconf import OmegaConf
@@ -228,16 +224,15 @@ def build_pipeline(config: Config) -> TwoStage:
 
 
 def _evaluate(
-    config: Config, dataset: Dataset, runs: StageRuns, measures: list, cost_only: bool
+    config: Config, dataset: Dataset, runs: StageRuns, asked: list, at_depth, cost_only: bool
 ) -> tuple[dict, pd.DataFrame]:
-    """``metrics.json``'s content and the per-query table."""
-    names = [str(m) for m in measures]
-    depth_measure = f"R@{config.pipeline.depth}"
-    depth_name = str(parse_measures([depth_measure], dataset.relevance_level)[0])
-    asked = {str(m) for m in parse_measures(config.eval.metrics, dataset.relevance_level)}
+    """``metrics.json``'s content (the asked measures) and the per-query table (the asked
+    measures plus the recall at depth, each once)."""
+    measures = unique_measures([*asked, at_depth])
+    depth_name = str(at_depth)
+    shown = [str(m) for m in asked]
     first = evaluate(runs.first_stage, dataset.qrels, measures)
     frames = [first.per_query.assign(stage="first_stage")]
-    shown = [n for n in names if n in asked]
     metrics: dict = {
         "first_stage": {m: first.aggregate[m] for m in shown},
         "dataset": dataset.name,
