@@ -121,13 +121,24 @@ class PairScoreCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(self.path, timeout=120, isolation_level=None)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute("PRAGMA synchronous=NORMAL")
-        self._connection.execute(
-            "CREATE TABLE IF NOT EXISTS scores_v2 (model TEXT NOT NULL, pair BLOB NOT NULL, "
-            "score REAL NOT NULL, checkval INTEGER NOT NULL, PRIMARY KEY (model, pair)) "
-            "WITHOUT ROWID"
-        )
+        # Switching to WAL and creating the table take locks that SQLite's busy timeout
+        # does not always wait for: jobs of a sweep opening the cache together retry.
+        for attempt in range(60):
+            try:
+                self._connection.execute("PRAGMA journal_mode=WAL")
+                self._connection.execute("PRAGMA synchronous=NORMAL")
+                self._connection.execute(
+                    "CREATE TABLE IF NOT EXISTS scores_v2 (model TEXT NOT NULL, pair BLOB NOT "
+                    "NULL, score REAL NOT NULL, checkval INTEGER NOT NULL, PRIMARY KEY "
+                    "(model, pair)) WITHOUT ROWID"
+                )
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == 59:
+                    raise
+                import time
+
+                time.sleep(0.5)
         self.rejected = 0  # rows whose check value did not match (recomputed)
 
     @staticmethod
