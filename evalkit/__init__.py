@@ -91,11 +91,12 @@ def decide(
     alpha: float = 0.05,
     dataset: str | None = None,
     selective: bool = False,
+    max_usd_per_1k: float | None = None,
 ) -> Decision:
     """Recommend a configuration under a latency / QPS budget, or "skip reranking";
     ``selective=True`` adds the best per-query reranking policy."""
     from evalkit.decision import Budget
     from evalkit.decision import decide as decide_budget
 
-    budget = Budget(p95_ms, qps, metric, min_gain, alpha, dataset, selective)
+    budget = Budget(p95_ms, qps, metric, min_gain, alpha, dataset, selective, max_usd_per_1k)
     return decide_budget(results, budget)

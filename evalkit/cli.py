@@ -280,6 +280,12 @@ def decide_main(argv: list[str] | None = None) -> None:
         help="smallest gain over the first stage worth reranking for",
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    parser.add_argument(
+        "--max-usd-per-1k",
+        type=float,
+        default=None,
+        help="most a priced (API) reranker may cost per 1,000 queries",
+    )
     parser.add_argument("--dataset", default=None, help="dataset to decide for (when several)")
     parser.add_argument(
         "--selective",
@@ -305,6 +311,7 @@ def decide_main(argv: list[str] | None = None) -> None:
             alpha=args.alpha,
             dataset=args.dataset,
             selective=args.selective,
+            max_usd_per_1k=args.max_usd_per_1k,
         )
         out = args.out or args.results_dir / "decision.json"
         write_json(out, decision.to_json())

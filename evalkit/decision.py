@@ -63,8 +63,15 @@ class Budget:
     alpha: float = 0.05
     dataset: str | None = None
     selective: bool = False  # also recommend a per-query policy (see evalkit.selective)
+    max_usd_per_1k: float | None = None  # a priced second stage must cost at most this
 
     def __post_init__(self) -> None:
+        if self.max_usd_per_1k is not None:
+            object.__setattr__(
+                self,
+                "max_usd_per_1k",
+                _finite("--max-usd-per-1k", self.max_usd_per_1k, positive=False),
+            )
         object.__setattr__(self, "p95_ms", _finite("--p95-ms", self.p95_ms))
         if self.qps is not None:
             object.__setattr__(self, "qps", _finite("--qps", self.qps))
@@ -83,6 +90,7 @@ class Candidate:
     qps: float | None
     depth: int | None
     pairs_per_second: float | None
+    usd_per_1k_queries: float | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,12 @@ class FitRule:
         if row.p95_ms > budget.p95_ms:
             return Verdict(
                 False, f"p95 {row.p95_ms:.1f} ms exceeds the {budget.p95_ms:g} ms budget"
+            )
+        cost = getattr(row, "usd_per_1k_queries", None)
+        if budget.max_usd_per_1k is not None and is_number(cost) and cost > budget.max_usd_per_1k:
+            return Verdict(
+                False,
+                f"${cost:,.4g} per 1k queries exceeds the ${budget.max_usd_per_1k:g} budget",
             )
         if budget.qps is None:
             return Verdict(True, "fits")
@@ -184,7 +198,11 @@ class Decision:
             p95 = f"{item['p95_ms']:.1f} ms" if is_number(item["p95_ms"]) else "—"
             mean = f"{item['mean']:.4f}" if is_number(item["mean"]) else "cost-only"
             why = "" if item["fits"] else item["why"]
-            lines.append(f"  {mark}{item['system']:<{width}} {mean:>9}  p95 {p95:>11}  {why}")
+            cost = item.get("usd_per_1k_queries")
+            cost = f"  ${cost:,.4g}/1k queries" if is_number(cost) else ""
+            lines.append(
+                f"  {mark}{item['system']:<{width}} {mean:>9}  p95 {p95:>11}{cost}  {why}".rstrip()
+            )
         if self.selective is not None:
             lines.append(self.selective["message"])
         lines += [f"assumption: {a}" for a in self.assumptions]
@@ -245,7 +263,13 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
         )
     cost_only = [s for s in report.systems if s.dataset == dataset and not s.quality_meaningful]
     considered = [
-        {"system": r.system, "mean": float(r.mean), "p95_ms": r.p95_ms, **asdict(rule.check(r))}
+        {
+            "system": r.system,
+            "mean": float(r.mean),
+            "p95_ms": r.p95_ms,
+            "usd_per_1k_queries": getattr(r, "usd_per_1k_queries", None),
+            **asdict(rule.check(r)),
+        }
         for r in rows.itertuples(index=False)
     ]
     for system in cost_only:
@@ -257,6 +281,7 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
                 system.latency.qps,
                 system.identity.depth,
                 system.pairs_per_second,
+                system.usd_per_1k_queries,
             )
         )
         considered.append(
@@ -264,6 +289,7 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
                 "system": label,
                 "mean": None,
                 "p95_ms": system.latency.p95_ms,
+                "usd_per_1k_queries": system.usd_per_1k_queries,
                 "fits": False,
                 "why": "cost-only weights (no quality): latency "
                 + ("fits" if verdict.fits else f"does not fit: {verdict.why}"),

@@ -23,6 +23,10 @@ class ModelError(EvalkitError):
     """A model cannot be loaded or behaves in a way that makes results meaningless."""
 
 
+class ServiceError(EvalkitError):
+    """A remote service (a rerank API) failed or answered something unusable."""
+
+
 class NetworkError(EvalkitError):
     """A download was needed but the host cannot be reached."""
 

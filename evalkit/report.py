@@ -55,6 +55,7 @@ RATE_COLUMNS = ("qps", "pairs_per_second", "pairs_per_query")
 P_COLUMNS = ("p_ttest", "p_randomization", "p_ttest_holm", "p_randomization_holm")
 SIGNED_COLUMNS = ("gain", "gain_ci_low", "gain_ci_high", "gain_over_never")
 SHARE_COLUMNS = ("share_reranked", "target_share")
+MONEY_COLUMNS = ("usd_per_1k_queries",)
 
 
 def collect_systems(results: Iterable[RunResult]) -> list[System]:
@@ -203,8 +204,11 @@ class Report:
             "p95_ms",
             "qps",
             "pairs_per_second",
+            "usd_per_1k_queries",
             "folder",
         ]
+        if rows["usd_per_1k_queries"].isna().all():
+            columns.remove("usd_per_1k_queries")  # no priced system: no empty column
         return rows[columns].sort_values(["dataset", "mean"], ascending=[True, False])
 
     def means(self) -> pd.DataFrame:
@@ -227,6 +231,7 @@ class Report:
                 "queries": len(s.latency.samples),
                 "qps": s.latency.qps,
                 "pairs_per_second": s.pairs_per_second,
+                "usd_per_1k_queries": s.usd_per_1k_queries,
                 "quality_meaningful": s.quality_meaningful,
                 "latency_source": s.latency.source,
                 "folder": str(s.folder),
@@ -425,6 +430,8 @@ def format_cell(column: str, value: object) -> str:
         return f"{float(value):,.1f}"
     if column in P_COLUMNS:
         return f"{float(value):.3g}"
+    if column in MONEY_COLUMNS:
+        return f"${float(value):,.4g}"
     if column in SHARE_COLUMNS:
         return f"{float(value):.0%}"
     if column in SIGNED_COLUMNS:
@@ -538,6 +545,7 @@ def _table(systems, labels, baseline: str, bootstrap: int) -> pd.DataFrame:
                 "qps": system.latency.qps,
                 "latency_source": system.latency.source,
                 "pairs_per_second": system.pairs_per_second,
+                "usd_per_1k_queries": system.usd_per_1k_queries,
                 "hardware": system.hardware,
                 "quality_meaningful": system.quality_meaningful,
                 "key": system.key,

@@ -168,6 +168,7 @@ class System:
     quality_meaningful: bool = True
     pairs_per_second: float | None = None
     pairs_per_second_source: str | None = None
+    usd_per_1k_queries: float | None = None  # a priced second stage (evalkit.pricing)
     recall_at_depth: float | None = None
     relevance_level: int = 1
     measured_alone: bool = True  # a first stage from a run without a reranker
@@ -381,6 +382,7 @@ class RunResult:
                     quality_meaningful=not self.cost_only,
                     pairs_per_second=offline.get("rerank_pairs_per_second"),
                     pairs_per_second_source=offline.get("rerank_pairs_per_second_source"),
+                    usd_per_1k_queries=(self.metrics.get("cost") or {}).get("usd_per_1k_queries"),
                     recall_at_depth=(self.metrics.get("recall_at_depth") or {}).get("value"),
                     relevance_level=relevance,
                     result=self,

@@ -46,6 +46,11 @@ NOT_IDENTITY = {
     "chunk_size",
     "trust_remote_code",
     "allow_remote_code",
+    "api_key_env",
+    "concurrency",
+    "timeout_s",
+    "max_retries",
+    "backoff_s",
 }
 
 
@@ -178,6 +183,14 @@ def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
     checkpoint("after_runs")
     metrics, per_query = _evaluate(config, dataset, runs, asked, at_depth, cost_only)
     latency = measure_latency(config, pipeline, dataset, runs)
+    if hasattr(pipeline.scorer, "request_stats"):  # a remote second stage: its requests
+        latency["requests"] = {
+            **pipeline.scorer.request_stats(),
+            "scope": "every request this run sent (evaluation, throughput, online pass)",
+        }
+    cost = _cost(config, pipeline, dataset, runs)
+    if cost:
+        metrics["cost"] = cost
     identity = identity_of(config, dataset, data_key, pipeline)
     from omegaconf import OmegaConf
 
@@ -202,6 +215,36 @@ def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
             if run is not None
         },
         query_features=query_features(dataset.queries, document_texts(dataset.corpus)),
+    )
+
+
+def _cost(config: Config, pipeline: TwoStage, dataset: Dataset, runs: StageRuns) -> dict:
+    """Dollars per 1,000 queries when the reranker has a price (see evalkit.pricing)."""
+    from evalkit.pricing import price
+    from evalkit.rerank.base import head_pairs
+    from evalkit.retrieve.base import query_texts_by_id
+
+    rr = config.reranker
+    if pipeline.scorer is None or (
+        rr.price_per_1k_searches is None and rr.price_per_1m_tokens is None
+    ):
+        return {}
+    first = runs.first_stage
+    chosen = pipeline.selected(first, dataset)
+    head, pairs, _ = head_pairs(
+        first[first[QUERY_ID].astype(str).isin(chosen)],
+        query_texts_by_id(dataset.queries),
+        doc_texts_by_id(dataset.corpus),
+        config.pipeline.depth,
+    )
+    words = pd.Series(pipeline.scorer.token_lengths(pairs), index=head.index, dtype="int64")
+    by_query = words.groupby(head[QUERY_ID].astype(str))
+    ids = dataset.queries[QUERY_ID].astype(str)
+    counts, totals = by_query.size(), by_query.sum()
+    return price(
+        rr,
+        [int(counts.get(q, 0)) for q in ids],
+        [int(totals.get(q, 0)) for q in ids],
     )
 
 

@@ -30,8 +30,9 @@ def pytest_collection_modifyitems(config, items):
     """Plain ``pytest`` is the fast tier; ``pytest --slow`` runs everything."""
     if config.getoption("--slow"):
         return
-    fast = [item for item in items if "slow" not in item.keywords]
-    slow = [item for item in items if "slow" in item.keywords]
+    # the marker, not the keyword: a parameter id "slow" must not make a test slow
+    fast = [item for item in items if item.get_closest_marker("slow") is None]
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = fast

@@ -161,6 +161,25 @@ def build_scorer(config: Config):
         return None
     if rr.kind == "python":
         return _build_python_reranker(rr.target)
+    if rr.kind == "http":
+        from evalkit.rerank.http import HttpReranker
+
+        return HttpReranker(
+            rr.url,
+            rr.model,
+            dialect=rr.dialect,
+            api_key_env=rr.api_key_env,
+            max_documents=rr.max_documents,
+            concurrency=rr.concurrency,
+            timeout_s=rr.timeout_s,
+            max_retries=rr.max_retries,
+            backoff_s=rr.backoff_s,
+            seed=config.seed,
+        )
+    if rr.kind == "colbert":
+        from evalkit.rerank.colbert import build_colbert
+
+        return build_colbert(config)
     if rr.kind == "biencoder":
         from evalkit.rerank.biencoder import BiEncoderReranker
 

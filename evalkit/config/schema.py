@@ -75,8 +75,19 @@ class RetrieverConfig:
 
 @dataclass
 class RerankerConfig:
-    kind: str = "none"  # none | cross_encoder | biencoder | python
+    kind: str = "none"  # none | cross_encoder | biencoder | python | http | colbert
     target: str | None = None  # python: "package.module:factory" returning a Reranker
+    # http: a Cohere-compatible /rerank endpoint (evalkit.rerank.http)
+    url: str | None = None
+    dialect: str = "cohere"  # cohere | jina | voyage | infinity | tei
+    api_key_env: str | None = None  # the environment variable holding the key (never stored)
+    max_documents: int = 100  # documents per request
+    concurrency: int = 4  # requests in flight
+    timeout_s: float = 30.0
+    max_retries: int = 5
+    backoff_s: float = 1.0
+    price_per_1k_searches: float | None = None  # a search: one request (<= max_documents)
+    price_per_1m_tokens: float | None = None  # tokens estimated as words (query + document)
     name: str = "none"
     model: str | None = None
     revision: str | None = None
@@ -198,7 +209,8 @@ CHOICES = {
     "dataset.on_invalid": ("warn", "error"),
     "retriever.kind": ("bm25", "dense", "run_file"),
     "retriever.weights": ("pretrained", "random"),
-    "reranker.kind": ("none", "cross_encoder", "biencoder", "python"),
+    "reranker.kind": ("none", "cross_encoder", "biencoder", "python", "http", "colbert"),
+    "reranker.dialect": ("cohere", "jina", "voyage", "infinity", "tei"),
     "reranker.weights": ("pretrained", "random"),
     "reranker.backend": ("torch", "onnx", "openvino"),
     "reranker.dtype": ("auto", "fp32", "fp16", "bf16"),
@@ -267,6 +279,13 @@ BOUNDS = (
     ("retriever.k1", 0.0, None),
     ("retriever.b", 0.0, 1.0),
     ("retriever.p95_ms", 0.0, None),
+    ("reranker.max_documents", 1, None),
+    ("reranker.concurrency", 1, 256),
+    ("reranker.timeout_s", 1e-3, None),
+    ("reranker.max_retries", 0, 100),
+    ("reranker.backoff_s", 0.0, None),
+    ("reranker.price_per_1k_searches", 0.0, None),
+    ("reranker.price_per_1m_tokens", 0.0, None),
     ("seed", 0, 2**32 - 1),
 )
 
@@ -383,6 +402,14 @@ def _check_rules(config: Config) -> None:
     elif reranker.kind != "none" and not reranker.model:
         raise ConfigError(
             problem(f"reranker.kind={reranker.kind} needs reranker.model", "reranker.model")
+        )
+    if reranker.kind == "http" and not (reranker.url or "").startswith(("http://", "https://")):
+        raise ConfigError(
+            problem(
+                f"reranker=http needs reranker.url=http(s)://HOST[:PORT], found {reranker.url!r}",
+                "reranker.url",
+                "e.g. reranker.url=https://api.cohere.com reranker.dialect=cohere",
+            )
         )
     if (
         reranker.trust_remote_code
