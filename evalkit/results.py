@@ -266,7 +266,7 @@ class RunResult:
         online = self.latency.get("online")
         if not online:
             return Latency()
-        if self.config["retriever"].get("kind") == "run_file":
+        if self.config["retriever"].get("kind") in ("run_file", "top_ranked"):
             return self._run_file_latency(online, parts)
         per_query = online.get("per_query_ms") or {}
         if parts is None:

@@ -259,7 +259,9 @@ def build_pipeline(config: Config) -> TwoStage:
         pair_cache=PairScoreCache(cache / "pair_scores.sqlite") if config.cache.enabled else None,
         # a run file is its own cache (and reading it again recounts its warnings)
         run_cache_dir=(
-            cache / "runs" if config.cache.enabled and config.retriever.kind != "run_file" else None
+            cache / "runs"
+            if config.cache.enabled and config.retriever.kind not in ("run_file", "top_ranked")
+            else None
         ),
         show_progress=config.show_progress,
         policy=Policy.parse(config.pipeline.policy),

@@ -47,9 +47,13 @@ def test_every_option_composes_and_validates(group, option):
         "local": "dataset.path=/tmp/anywhere",
         "run_file": "retriever.path=/tmp/run.trec",
         "python": "reranker.target=tests.plugin_reranker:make",
+        "hub": "dataset.hub_id=mteb/scifact",
+        "irds": "dataset.irds_id=beir/scifact/test",
+        "http": ["reranker.url=http://localhost:8080", "reranker.model=rerank-v3.5"],
     }
     if option in required:
-        overrides.append(required[option])
+        extra = required[option]
+        overrides += extra if isinstance(extra, list) else [extra]
     config = validate(compose(overrides))
     section = getattr(config, group)
     # the option's own YAML is what was composed: the name it declares (or inherits) is set

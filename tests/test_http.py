@@ -17,7 +17,7 @@ from evalkit.errors import ConfigError, ServiceError
 from evalkit.io import read_trec_run
 from evalkit.rerank.http import HttpReranker
 from tests.conftest import TOY
-from tests.rerank_server import RerankServer, word_overlap
+from tests.rerank_server import RerankServer
 from tests.test_e2e import evalkit_run
 
 PAIRS = [
@@ -81,7 +81,7 @@ def test_unusable_answers_fail_with_a_clear_error(fault, message):
 def test_the_key_comes_from_the_environment(monkeypatch):
     with RerankServer(key="s3cret-key") as server:
         monkeypatch.delenv("EVALKIT_TEST_KEY", raising=False)
-        with pytest.raises(ConfigError, match="EVALKIT_TEST_KEY .* is not set"):
+        with pytest.raises(ConfigError, match=r"EVALKIT_TEST_KEY .* is not set"):
             client(server, api_key_env="EVALKIT_TEST_KEY").score(PAIRS[:1])
         monkeypatch.setenv("EVALKIT_TEST_KEY", "wrong")
         with pytest.raises(ServiceError, match=r"HTTP 401.*check the key in \$EVALKIT_TEST_KEY"):

@@ -74,10 +74,14 @@ def build_bi_encoder(rc: RetrieverConfig | RerankerConfig, section: str, config:
 def build_retriever(config: Config):
     """Build the first stage named by ``config.retriever``."""
     rc = config.retriever
-    if rc.kind == "run_file":
+    if rc.kind in ("run_file", "top_ranked"):
         from evalkit.retrieve.run_file import RunFileRetriever
 
-        return RunFileRetriever(rc.path)
+        if rc.kind == "run_file":
+            return RunFileRetriever(rc.path)
+        from evalkit.data.sources import candidates_path
+
+        return RunFileRetriever(candidates_path(config.dataset, cache_dir(config)))
     if rc.kind == "bm25":
         from evalkit.retrieve.bm25 import BM25Retriever
 

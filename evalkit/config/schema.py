@@ -29,9 +29,12 @@ REMOTE_CODE_MODELS = frozenset({"jinaai/jina-reranker-v2-base-multilingual"})
 @dataclass
 class DatasetConfig:
     name: str = "scifact"
-    source: str = "beir"  # beir | ir_datasets | local
+    source: str = "beir"  # builtin | local | hub | beir | ir_datasets
     path: str | None = None
-    url: str | None = None
+    hub_id: str | None = None  # hub: a Hub dataset repository (or a local copy of one)
+    revision: str | None = None  # hub: the pinned commit
+    qrels_hub_id: str | None = None  # hub: BEIR's separate qrels repository
+    url: str | None = None  # beir (and hub's fallback): the zip, md5-checked
     md5: str | None = None
     irds_id: str | None = None
     split: str = "test"
@@ -43,7 +46,7 @@ class DatasetConfig:
 
 @dataclass
 class RetrieverConfig:
-    kind: str = "bm25"  # bm25 | dense | run_file
+    kind: str = "bm25"  # bm25 | dense | run_file | top_ranked (the dataset's candidates)
     path: str | None = None  # run_file: the TREC run file
     p95_ms: float | None = None  # run_file: the engine's p95 latency, when known
     name: str = "bm25"
@@ -205,9 +208,9 @@ for _name, _function in (("evalkit_slug", folder_slug), ("evalkit_run_name", run
 
 CHOICES = {
     "retriever.index": ("auto", "exact", "flat", "ivf", "hnsw"),
-    "dataset.source": ("builtin", "beir", "ir_datasets", "local"),
+    "dataset.source": ("builtin", "beir", "hub", "ir_datasets", "local"),
     "dataset.on_invalid": ("warn", "error"),
-    "retriever.kind": ("bm25", "dense", "run_file"),
+    "retriever.kind": ("bm25", "dense", "run_file", "top_ranked"),
     "retriever.weights": ("pretrained", "random"),
     "reranker.kind": ("none", "cross_encoder", "biencoder", "python", "http", "colbert"),
     "reranker.dialect": ("cohere", "jina", "voyage", "infinity", "tei"),
@@ -382,6 +385,22 @@ def _check_rules(config: Config) -> None:
                 "retriever=run_file needs a run file",
                 "retriever.path",
                 "add retriever.path=/path/to/run.trec",
+            )
+        )
+    if config.dataset.source == "hub" and not config.dataset.hub_id:
+        raise ConfigError(
+            problem(
+                "dataset.source=hub needs dataset.hub_id",
+                "dataset.hub_id",
+                "e.g. dataset.hub_id=mteb/scifact dataset.revision=COMMIT",
+            )
+        )
+    if config.dataset.source == "ir_datasets" and not config.dataset.irds_id:
+        raise ConfigError(
+            problem(
+                "dataset=irds needs an ir_datasets id",
+                "dataset.irds_id",
+                "e.g. dataset.irds_id=beir/nfcorpus/test (see ir-datasets.com)",
             )
         )
     if config.retriever.kind == "dense" and not config.retriever.model:

@@ -1,9 +1,11 @@
 """Resolve a dataset config to a validated :class:`~evalkit.types.Dataset`.
 
-Four sources: ``builtin`` (a collection shipped inside evalkit: ``cranfield``), ``local``
-(a BEIR folder on disk), ``beir`` (the official BEIR zip,
-downloaded once into the cache and checksummed) and ``ir_datasets`` (MS MARCO passage and
-TREC DL, through the ir_datasets package, which keeps its own cache).
+Five sources: ``builtin`` (a collection shipped inside evalkit: ``cranfield``), ``local``
+(a BEIR folder on disk), ``hub`` (a BEIR / MTEB repository on the Hugging Face Hub through
+``datasets``, pinned to a revision, with the md5-checked BEIR zip as fallback), ``beir``
+(the official BEIR zip, downloaded once into the cache and checksummed) and
+``ir_datasets`` (any ir_datasets id: MS MARCO passage, TREC DL, ...). Every source is
+written once as a BEIR folder and validated by the same loader.
 """
 
 from __future__ import annotations
@@ -12,15 +14,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from evalkit.data.beir import load_beir_folder
 from evalkit.data.download import download_beir
-from evalkit.errors import ConfigError, DataError, NetworkError, problem
+from evalkit.errors import ConfigError, NetworkError, problem
 from evalkit.types import DOC_ID, QUERY_ID, RELEVANCE, Dataset
 
 if TYPE_CHECKING:
-    from evalkit.config import DatasetConfig
+    from evalkit.config.schema import DatasetConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +62,10 @@ def content_digest(dataset: Dataset) -> str:
     )
 
 
-def load_dataset(config: DatasetConfig, cache_dir: str | Path) -> Dataset:
-    """Load the dataset a config describes (see ``conf/dataset/*.yaml``)."""
-    name = config.name
-    if config.source == "local" and name == "local" and config.path:
-        name = Path(config.path).expanduser().resolve().name  # report it as the folder
-    common = {
-        "name": name,
-        "relevance_level": config.relevance_level,
-        "exclude_self": config.exclude_self,
-        "on_invalid": config.on_invalid,
-        "max_queries": config.max_queries,
-    }
+def dataset_folder(config: DatasetConfig, cache_dir: str | Path) -> Path:
+    """The BEIR folder a dataset config reads (downloaded or converted into the cache
+    first when needed): every source ends as the same validated files."""
+    cache = Path(cache_dir)
     if config.source == "local":
         if not config.path:
             raise ConfigError(
@@ -83,69 +75,69 @@ def load_dataset(config: DatasetConfig, cache_dir: str | Path) -> Dataset:
                     "add dataset.path=/path/to/beir/folder",
                 )
             )
-        return load_beir_folder(Path(config.path).expanduser(), config.split, **common)
+        return Path(config.path).expanduser()
     if config.source == "builtin":
-        return load_beir_folder(builtin_path(config.name), config.split, **common)
+        return builtin_path(config.name)
     if config.source == "beir":
         if not config.url:
             raise ConfigError(problem("dataset.source=beir needs dataset.url", "dataset.url"))
-        folder = download_beir(config.name, config.url, config.md5, Path(cache_dir))
-        return load_beir_folder(folder, config.split, **common)
+        return download_beir(config.name, config.url, config.md5, cache)
+    if config.source == "hub":
+        from evalkit.data.hub import fetch_hub
+
+        try:
+            return fetch_hub(config, cache)
+        except NetworkError as error:
+            if not config.url:
+                raise
+            log.warning("%s; falling back to the BEIR zip %s", error, config.url)
+            return download_beir(config.name, config.url, config.md5, cache)
     if config.source == "ir_datasets":
-        return _load_ir_datasets(config)
+        from evalkit.data.irds import fetch_irds
+
+        return fetch_irds(config, cache)
     raise ConfigError(
         problem(
             f"unknown dataset.source '{config.source}'",
             "dataset.source",
-            "use builtin, local, beir or ir_datasets",
+            "use builtin, local, hub, beir or ir_datasets",
         )
     )
 
 
-def _load_ir_datasets(config: DatasetConfig) -> Dataset:
-    """MS MARCO / TREC DL through ir_datasets, converted to the BEIR shape and validated."""
-    try:
-        import ir_datasets
-    except ImportError:
-        raise ConfigError(
-            problem("ir_datasets is not installed", fix="pip install 'evalkit[hub]'")
-        ) from None
-    if not config.irds_id:
-        raise ConfigError(problem("dataset.source=ir_datasets needs dataset.irds_id"))
-    try:
-        handle = ir_datasets.load(config.irds_id)
-        queries = pd.DataFrame(
-            [(q.query_id, q.text) for q in handle.queries_iter()], columns=[QUERY_ID, "text"]
-        )
-        qrels = pd.DataFrame(
-            [(q.query_id, q.doc_id, int(q.relevance)) for q in handle.qrels_iter()],
-            columns=[QUERY_ID, DOC_ID, RELEVANCE],
-        )
-        corpus = pd.DataFrame(
-            [(d.doc_id, getattr(d, "title", "") or "", d.text) for d in handle.docs_iter()],
-            columns=[DOC_ID, "title", "text"],
-        )
-    except (OSError, ConnectionError) as error:
-        raise NetworkError(
-            problem(
-                f"ir_datasets could not fetch '{config.irds_id}' ({error})",
-                fix="download it on a machine with network access (ir_datasets export), "
-                "convert to a BEIR folder and run with dataset=local dataset.path=DIR",
-            )
-        ) from None
-    if corpus[DOC_ID].duplicated().any():
-        raise DataError(problem(f"duplicate document ids in {config.irds_id}"))
-    qrels = qrels[qrels[QUERY_ID].isin(set(queries[QUERY_ID]))]
-    queries = queries[queries[QUERY_ID].isin(set(qrels[QUERY_ID]))]
-    if config.max_queries is not None:
-        keep = set(sorted(queries[QUERY_ID])[: config.max_queries])
-        queries, qrels = queries[queries[QUERY_ID].isin(keep)], qrels[qrels[QUERY_ID].isin(keep)]
-    return Dataset(
-        name=config.name,
-        corpus=corpus,
-        queries=queries.reset_index(drop=True),
-        qrels=qrels.reset_index(drop=True),
+def load_dataset(config: DatasetConfig, cache_dir: str | Path) -> Dataset:
+    """Load the dataset a config describes (see ``conf/dataset/*.yaml``)."""
+    name = config.name
+    if config.source == "local" and name == "local" and config.path:
+        name = Path(config.path).expanduser().resolve().name  # report it as the folder
+    if config.source == "ir_datasets" and name == "irds" and config.irds_id:
+        name = config.irds_id.replace("/", "_")  # report it as the ir_datasets id
+    return load_beir_folder(
+        dataset_folder(config, cache_dir),
+        config.split,
+        name=name,
         relevance_level=config.relevance_level,
         exclude_self=config.exclude_self,
-        split=config.split,
+        on_invalid=config.on_invalid,
+        max_queries=config.max_queries,
     )
+
+
+def candidates_path(config: DatasetConfig, cache_dir: str | Path) -> Path:
+    """The dataset's own candidate lists (``retriever=top_ranked``): MTEB reranking tasks'
+    ``top_ranked``, or ``top_ranked/<split>.trec`` in a local BEIR folder."""
+    from evalkit.data.hub import candidates_file
+
+    path = candidates_file(dataset_folder(config, cache_dir), config.split)
+    if not path.is_file():
+        raise ConfigError(
+            problem(
+                f"dataset '{config.name}' has no candidate lists for split '{config.split}' "
+                f"({path} does not exist)",
+                "retriever",
+                "retriever=top_ranked needs an MTEB reranking dataset (a top_ranked config) or "
+                "a top_ranked/<split>.trec run file in the folder; otherwise choose "
+                "retriever=bm25 or a dense retriever",
+            )
+        )
+    return path
