@@ -115,8 +115,8 @@ def test_local_dataset_without_path_says_what_to_add():
 
 
 def test_unknown_option_is_refused():
-    with pytest.raises(ConfigCompositionException, match=r"reranker/colbert"):
-        compose(["reranker=colbert"])
+    with pytest.raises(ConfigCompositionException, match=r"reranker/splade"):
+        compose(["reranker=splade"])
 
 
 def test_wrong_type_and_bad_choice_name_the_key():
