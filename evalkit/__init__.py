@@ -92,11 +92,14 @@ def decide(
     dataset: str | None = None,
     selective: bool = False,
     max_usd_per_1k: float | None = None,
+    replicas: int | None = None,
 ) -> Decision:
     """Recommend a configuration under a latency / QPS budget, or "skip reranking";
     ``selective=True`` adds the best per-query reranking policy."""
     from evalkit.decision import Budget
     from evalkit.decision import decide as decide_budget
 
-    budget = Budget(p95_ms, qps, metric, min_gain, alpha, dataset, selective, max_usd_per_1k)
+    budget = Budget(
+        p95_ms, qps, metric, min_gain, alpha, dataset, selective, max_usd_per_1k, replicas
+    )
     return decide_budget(results, budget)

@@ -281,6 +281,12 @@ def decide_main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level")
     parser.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        help="with --qps: simulate this many replicas from each run's load curve",
+    )
+    parser.add_argument(
         "--max-usd-per-1k",
         type=float,
         default=None,
@@ -312,6 +318,7 @@ def decide_main(argv: list[str] | None = None) -> None:
             dataset=args.dataset,
             selective=args.selective,
             max_usd_per_1k=args.max_usd_per_1k,
+            replicas=args.replicas,
         )
         out = args.out or args.results_dir / "decision.json"
         write_json(out, decision.to_json())

@@ -4,11 +4,14 @@ Three small objects: a :class:`Budget` (what the user can afford), a :class:`Fit
 (does a system fit it, and why not), and a :class:`Decision` (the answer with its evidence,
 ``render()`` for people and ``to_json()`` for machines). Rule, per dataset:
 
-1. A system *fits* when its measured online p95 is within ``p95_ms`` and, when ``qps`` is
-   given, it sustains that rate. Without a load curve the QPS rule is the throughput
-   bound ``qps x depth <= pairs/s`` (pairs/s: the run's own pairs, timed uncached) for a
-   reranker and ``qps <= closed-loop QPS`` for a first stage alone; the decision states
-   the serving model this assumes and flags systems whose one-at-a-time QPS is lower.
+1. A system *fits* when its p95 is within ``p95_ms``. Without ``qps`` that is the
+   closed-loop (one query at a time) p95. With ``qps`` and a load curve
+   (``latency.load_qps``), it is the p95 *at that offered load*: read from the measured
+   open-loop curve (one replica, interpolated between measured rates; a rate at or past
+   saturation does not fit), or simulated for ``replicas`` servers from the measured
+   service times. Only runs without a load curve fall back to the throughput bound
+   ``qps x depth <= pairs/s`` (a reranker) or ``qps <= closed-loop QPS`` (a first stage),
+   labelled as that fallback with the serving model it assumes.
 2. Among fitting systems with meaningful quality, the best by ``metric`` wins.
 3. If the winner reranks, its gain over its own first stage must be significant (paired
    randomisation test, Holm-corrected, at ``alpha``) and at least ``min_gain``;
@@ -27,11 +30,17 @@ from evalkit.errors import ConfigError, DataError, problem
 from evalkit.report import Report, compare
 from evalkit.results import is_number
 
+CURVE_RULE = (
+    "QPS rule with a load curve: the p95 at the asked offered load, from the open-loop load "
+    "test (Poisson arrivals, dynamic batching; measured on one replica, or simulated for "
+    "--replicas N from the measured batch service times)"
+)
 QPS_ASSUMPTION = (
-    "QPS rule without a load curve: a reranker sustains Q QPS when Q x depth <= its "
-    "measured pairs/s, i.e. a server that batches the pairs of concurrent queries "
-    "perfectly at the offline throughput, on one replica of the measured hardware; the "
-    "p95 used is the one-query-at-a-time (closed-loop) p95, which grows under load"
+    "fallback QPS rule for runs without a load curve (latency.load_qps): a reranker "
+    "sustains Q QPS when Q x depth <= its measured pairs/s, i.e. a server that batches "
+    "the pairs of concurrent queries perfectly at the offline throughput, on one replica "
+    "of the measured hardware; the p95 used is the one-query-at-a-time (closed-loop) p95, "
+    "which grows under load"
 )
 
 
@@ -64,6 +73,7 @@ class Budget:
     dataset: str | None = None
     selective: bool = False  # also recommend a per-query policy (see evalkit.selective)
     max_usd_per_1k: float | None = None  # a priced second stage must cost at most this
+    replicas: int | None = None  # with qps: simulate this many replicas from the load curve
 
     def __post_init__(self) -> None:
         if self.max_usd_per_1k is not None:
@@ -76,6 +86,18 @@ class Budget:
         if self.qps is not None:
             object.__setattr__(self, "qps", _finite("--qps", self.qps))
         object.__setattr__(self, "min_gain", _finite("--min-gain", self.min_gain, positive=False))
+        if self.replicas is not None:
+            if not isinstance(self.replicas, int) or not 1 <= self.replicas <= 1024:
+                raise ConfigError(
+                    problem(
+                        f"--replicas must be an integer from 1 to 1024, found {self.replicas!r}",
+                        "--replicas",
+                    )
+                )
+            if self.qps is None:
+                raise ConfigError(
+                    problem("--replicas needs --qps (the load to simulate)", "--replicas")
+                )
         alpha = _finite("--alpha", self.alpha)
         if not alpha < 1:
             raise ConfigError(problem(f"--alpha must be below 1, found {alpha}", "--alpha"))
@@ -100,25 +122,83 @@ class Verdict:
 
 
 class FitRule:
-    """Does a system (a row of the report's headline) fit the budget?"""
+    """Does a system (a row of the report's headline) fit the budget?
 
-    def __init__(self, budget: Budget) -> None:
+    ``curves`` maps a system's label to its load curve (``load.json``), when it has one.
+    """
+
+    def __init__(self, budget: Budget, curves: dict | None = None) -> None:
         self.budget = budget
+        self.curves = curves or {}
+
+    def p95_at_load(self, system: str) -> tuple[float | None, str]:
+        """``(p95 at the asked QPS, where it comes from)``; p95 None when it does not hold."""
+        from evalkit.load import Batching, Query
+        from evalkit.simulate import ServiceModel, predict
+
+        curve, qps, replicas = self.curves[system], self.budget.qps, self.budget.replicas
+        if replicas is not None:
+            conditions = curve["conditions"]
+            point = predict(
+                [Query("", int(p), int(t)) for p, t in curve["query_shapes"]],
+                ServiceModel.from_dict(curve["service_model"]),
+                Batching(conditions["max_batch_pairs"], conditions["max_wait_ms"]),
+                qps,
+                replicas,
+                seed=int(conditions.get("seed", 0)),
+            )
+            source = f"simulated, {replicas} replica{'s' if replicas > 1 else ''}"
+            if point.saturated:
+                return None, f"saturates at {qps:g} QPS ({source})"
+            return point.p95_ms, source
+        points = sorted(curve["points"], key=lambda p: p["offered_qps"])
+        saturated = [p["offered_qps"] for p in points if p["saturated"]]
+        if saturated and qps >= min(saturated):
+            return None, f"saturates at {min(saturated):g} QPS (measured, one replica)"
+        calm = [p for p in points if not p["saturated"]]
+        if not calm or qps > calm[-1]["offered_qps"]:
+            top = calm[-1]["offered_qps"] if calm else 0
+            return None, (
+                f"the load curve was measured up to {top:g} QPS only (add {qps:g} to "
+                "latency.load_qps, or simulate with --replicas)"
+            )
+        below = [p for p in calm if p["offered_qps"] <= qps]
+        above = [p for p in calm if p["offered_qps"] >= qps]
+        low = below[-1] if below else above[0]
+        high = above[0]
+        if high["offered_qps"] == low["offered_qps"]:
+            p95 = low["p95_ms"]
+        else:
+            share = (qps - low["offered_qps"]) / (high["offered_qps"] - low["offered_qps"])
+            p95 = low["p95_ms"] + share * (high["p95_ms"] - low["p95_ms"])
+        return p95, "measured, one replica"
 
     def check(self, row) -> Verdict:
         budget = self.budget
+        if budget.qps is not None and row.system in self.curves:
+            p95, source = self.p95_at_load(row.system)
+            if p95 is None:
+                return Verdict(False, source)
+            if p95 > budget.p95_ms:
+                return Verdict(
+                    False,
+                    f"p95 {p95:.1f} ms at {budget.qps:g} QPS ({source}) exceeds the "
+                    f"{budget.p95_ms:g} ms budget",
+                )
+            return self._cost(row) or Verdict(
+                True, f"fits: p95 {p95:.1f} ms at {budget.qps:g} QPS ({source})"
+            )
         if not is_number(row.p95_ms):
             return Verdict(False, "no latency measured")
         if row.p95_ms > budget.p95_ms:
             return Verdict(
                 False, f"p95 {row.p95_ms:.1f} ms exceeds the {budget.p95_ms:g} ms budget"
             )
-        cost = getattr(row, "usd_per_1k_queries", None)
-        if budget.max_usd_per_1k is not None and is_number(cost) and cost > budget.max_usd_per_1k:
-            return Verdict(
-                False,
-                f"${cost:,.4g} per 1k queries exceeds the ${budget.max_usd_per_1k:g} budget",
-            )
+        priced = self._cost(row)
+        if priced is not None:
+            return priced
+        if budget.replicas is not None:
+            return Verdict(False, "no load curve to simulate replicas from (latency.load_qps)")
         if budget.qps is None:
             return Verdict(True, "fits")
         if is_number(row.depth):
@@ -137,9 +217,17 @@ class FitRule:
             return Verdict(False, f"{budget.qps:g} QPS exceeds the measured {row.qps:.1f} QPS")
         return Verdict(True, "fits")
 
+    def _cost(self, row) -> Verdict | None:
+        cost, most = getattr(row, "usd_per_1k_queries", None), self.budget.max_usd_per_1k
+        if most is not None and is_number(cost) and cost > most:
+            return Verdict(False, f"${cost:,.4g} per 1k queries exceeds the ${most:g} budget")
+        return None
+
     def warnings(self, row) -> list[str]:
         """Where the QPS rule's serving assumption is doing the work."""
         qps = self.budget.qps
+        if row.system in self.curves:
+            return []  # the load curve measured it
         if qps is None or not is_number(row.depth) or not is_number(row.qps) or row.qps >= qps:
             return []
         needed = math.ceil(qps / row.qps)
@@ -251,7 +339,12 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
                 f"choose one of {sorted(set(report.table.measure))}",
             )
         )
-    rule = FitRule(budget)
+    curves = {
+        report.labels[s.key]: s.result.load_curve
+        for s in report.systems
+        if s.dataset == dataset and s.reranked and s.result is not None and s.result.load_curve
+    }
+    rule = FitRule(budget, curves)
     headline = report.headline()
     rows = headline[headline.dataset == dataset]
     hardware = sorted({s.hardware for s in report.systems if s.dataset == dataset})
@@ -295,7 +388,12 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
                 + ("fits" if verdict.fits else f"does not fit: {verdict.why}"),
             }
         )
-    assumptions = [QPS_ASSUMPTION] if budget.qps is not None else []
+    assumptions = []
+    if budget.qps is not None:
+        if curves:
+            assumptions.append(CURVE_RULE)
+        if any(r.system not in curves for r in rows.itertuples(index=False)):
+            assumptions.append(QPS_ASSUMPTION)
     fitting = [r for r in rows.itertuples(index=False) if rule.check(r).fits]
     for row in fitting:
         warnings += rule.warnings(row)

@@ -92,6 +92,7 @@ class LoadPoint:
     mean_wait_ms: float
     queries: int
     saturated: bool
+    unfinished: int = 0  # queries still queued when the time limit stopped the run
     batches: list[BatchRecord] = field(default_factory=list, repr=False)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
@@ -106,6 +107,7 @@ class LoadPoint:
             "mean_wait_ms": self.mean_wait_ms,
             "queries": self.queries,
             "saturated": self.saturated,
+            "unfinished": self.unfinished,
             "mean_batch_queries": float(np.mean([b.queries for b in self.batches]))
             if self.batches
             else None,
@@ -133,12 +135,15 @@ def serve(
     batching: Batching,
     clock=None,
     progress: Callable[[int], None] | None = None,
+    stop_after: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[BatchRecord]]:
     """Serve ``queries[i]`` arriving at ``arrivals[i]`` (seconds from the start) with dynamic
     batching; ``run_batch(indices)`` does the work of one batch (first stages + rerank).
 
     Returns ``(latency_s, wait_s, batches)``: each query's completion minus arrival time,
     its time in the queue before its batch started, and every batch's shape and time.
+    ``stop_after`` (seconds): no batch starts after it; queries still waiting then get
+    NaN latency (they are counted as unfinished; the server could not keep up).
     """
     clock = clock or RealClock()
     n = len(arrivals)
@@ -149,6 +154,10 @@ def serve(
     max_wait = batching.max_wait_ms / 1000
     following = 0  # the next query not yet in a batch
     while following < n:
+        if stop_after is not None and clock.now() - start > stop_after:
+            latency[following:] = np.nan
+            wait[following:] = np.nan
+            break
         if clock.now() - start < arrivals[following]:
             clock.sleep_until(start + arrivals[following])  # idle until the next arrival
         batch = [following]
@@ -203,6 +212,11 @@ def summarise(
     arrival to the last completion; the run is saturated when that falls below 95% of the
     rate the arrivals actually had (the server fell behind), or when the second half of the
     queries waited more than twice as long as the first half (the queue kept growing)."""
+    unfinished = int(np.isnan(latency).sum())
+    if unfinished:  # they waited at least until the run stopped: a lower bound, saturated
+        stop = float(np.nanmax(arrivals + latency)) if unfinished < len(latency) else 0.0
+        latency = np.where(np.isnan(latency), np.maximum(stop - arrivals, 0.0), latency)
+        wait = np.where(np.isnan(wait), np.maximum(stop - arrivals, 0.0), wait)
     n = len(latency)
     finish = arrivals + latency
     completion_span = float(finish.max() - arrivals.min()) if n else 0.0
@@ -222,7 +236,8 @@ def summarise(
         mean_ms=float(ms.mean()),
         mean_wait_ms=float(wait.mean() * 1000),
         queries=n,
-        saturated=bool(achieved < SATURATION_SHARE * realised or growing),
+        saturated=bool(achieved < SATURATION_SHARE * realised or growing or unfinished),
+        unfinished=unfinished,
         batches=batches,
         latencies_ms=ms.tolist(),
     )
@@ -236,3 +251,40 @@ def curve_summary(points: list[LoadPoint]) -> dict:
         "max_sustained_qps": max(calm) if calm else None,
         "saturation_qps": min(tired) if tired else None,
     }
+
+
+def load_curve(
+    offered: Sequence[float],
+    shapes: Sequence[Query],
+    run_batch: Callable[[list[int]], None],
+    batching: Batching,
+    count: int,
+    seed: int = 0,
+    progress_factory=None,
+    clock=None,
+    max_seconds: float | None = None,
+) -> list[LoadPoint]:
+    """Measure every offered rate: ``count`` queries drawn (seeded, with replacement) from
+    ``shapes`` arrive as a Poisson process; ``run_batch`` receives indices into ``shapes``."""
+    rng = np.random.default_rng(seed)
+    points = []
+    for qps in offered:
+        arrivals = poisson_arrivals(qps, count, rng)
+        picks = rng.integers(len(shapes), size=count)
+        chosen = [shapes[int(i)] for i in picks]
+        bar = progress_factory(qps, count) if progress_factory else None
+        try:
+            latency, wait, batches = serve(
+                arrivals,
+                chosen,
+                lambda indices, picks=picks: run_batch([int(picks[i]) for i in indices]),
+                batching,
+                clock,
+                bar.update if bar is not None else None,
+                max_seconds,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        points.append(summarise(qps, arrivals, latency, wait, batches))
+    return points

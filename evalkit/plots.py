@@ -215,3 +215,39 @@ def write_depth_curve(curve: list[dict], out: Path) -> None:
     axes.set_ylabel("latency per query (ms)")
     axes.legend(fontsize=7)
     _save(figure, out, "latency_vs_depth")
+
+
+def write_load_curve(load: dict, out: Path) -> None:
+    """p95 latency against offered QPS: the measured open-loop points (one replica) and the
+    simulated curves for 1, 2 and 4 replicas; saturated points marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    points = sorted(load["points"], key=lambda p: p["offered_qps"])
+    for replicas, curve in sorted(load.get("simulated", {}).items(), key=lambda kv: int(kv[0])):
+        curve = sorted(curve, key=lambda p: p["offered_qps"])
+        axes.plot(
+            [p["offered_qps"] for p in curve],
+            [p["p95_ms"] for p in curve],
+            "--",
+            label=f"simulated, {replicas} replica{'s' if int(replicas) > 1 else ''}",
+        )
+    calm = [p for p in points if not p["saturated"]]
+    tired = [p for p in points if p["saturated"]]
+    axes.plot([p["offered_qps"] for p in calm], [p["p95_ms"] for p in calm], "ko", label="measured")
+    if tired:
+        axes.plot(
+            [p["offered_qps"] for p in tired],
+            [p["p95_ms"] for p in tired],
+            "rx",
+            label="measured, saturated",
+        )
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("offered load (queries per second, Poisson)")
+    axes.set_ylabel("p95 latency, queueing included (ms)")
+    axes.legend(fontsize=7)
+    _save(figure, out, "load")

@@ -48,6 +48,7 @@ LOAD = "load.json"
 QUERY_FEATURES = "query_features.parquet"
 COMPLETE = "complete.json"
 DEPTH_CURVE = ("latency_vs_depth.csv", "latency_vs_depth.png", "latency_vs_depth.svg")
+LOAD_PLOT = ("load.png", "load.svg")
 STAGES = ("first_stage", "reranked")
 FIRST_STAGE_PARTS = ("query_encoding", "first_stage")
 PER_QUERY_COLUMNS = ["stage", "query_id", "measure", "value"]
@@ -65,6 +66,7 @@ RESULT_FILES = (
     LATENCY,
     ENV,
     LOAD,
+    *LOAD_PLOT,
     QUERY_FEATURES,
     *DEPTH_CURVE,
 )
@@ -417,7 +419,10 @@ class RunResult:
 
             write_depth_curve(self.latency["depth_curve"], folder)
         if self.load_curve is not None:
+            from evalkit.plots import write_load_curve
+
             write_json(folder / LOAD, self.load_curve)
+            write_load_curve(self.load_curve, folder)
         if self.query_features is not None:
             write_parquet(folder / QUERY_FEATURES, self.query_features.reset_index())
         write_json(folder / ENV, self.env)

@@ -191,6 +191,7 @@ def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
     cost = _cost(config, pipeline, dataset, runs)
     if cost:
         metrics["cost"] = cost
+    load = measure_load(config, pipeline, dataset, runs)
     identity = identity_of(config, dataset, data_key, pipeline)
     from omegaconf import OmegaConf
 
@@ -215,6 +216,7 @@ def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
             if run is not None
         },
         query_features=query_features(dataset.queries, document_texts(dataset.corpus)),
+        load_curve=load,
     )
 
 
@@ -460,3 +462,138 @@ def latency_conditions(
             conditions["truncated_pairs"] = int((lengths > limit).sum())
             conditions["pairs_measured"] = len(pairs)
     return conditions
+
+
+def measure_load(config: Config, pipeline: TwoStage, dataset: Dataset, runs) -> dict | None:
+    """``latency.load_qps``: the open-loop load curve of this system on one replica, the
+    service-time model fitted to its batches, the simulated curves for 1, 2 and 4
+    replicas, and the one-replica validation (see :mod:`evalkit.load`, :mod:`evalkit.simulate`).
+    """
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from evalkit.load import Batching, Query, curve_summary, load_curve
+    from evalkit.rerank.base import head_pairs
+    from evalkit.simulate import VALIDATION_TOLERANCE, ServiceModel, predict
+
+    lat = config.latency
+    if not lat.load_qps:
+        return None
+    doc_text = doc_texts_by_id(dataset.corpus)
+    pipeline.ensure_indexed(dataset)
+    ordered = dataset.queries.sort_values(QUERY_ID, kind="stable")
+    sample = list(zip(ordered[QUERY_ID].astype(str), ordered["text"].astype(str), strict=True))
+    stages = pipeline.online_stages(doc_text, config.pipeline.depth, dataset.exclude_self)
+    first = [fn for name, fn in stages if name != "rerank"]
+    scorer, depth = pipeline.scorer, config.pipeline.depth
+    sync = cuda_synchronizer(pipeline.device) or (lambda: None)
+
+    def pairs_of(query):
+        state = query
+        for fn in first:
+            state = fn(state)
+        (query_id, text), run = state
+        if scorer is None or (
+            pipeline.policy is not None and query_id not in pipeline.selected(run)
+        ):
+            return []
+        return head_pairs(run, {query_id: text}, doc_text, depth)[1]
+
+    # each query's shape (pairs, tokens after truncation), from the evaluation's first stage
+    head, all_pairs, _ = head_pairs(
+        runs.first_stage, dict(sample), doc_text, depth if scorer is not None else 0
+    )
+    tokens = pd.Series(
+        scorer.token_lengths(all_pairs) if scorer is not None and all_pairs else [], dtype="int64"
+    )
+    if scorer is not None and scorer.max_length and len(tokens):
+        tokens = tokens.clip(upper=scorer.max_length)
+    by_query = tokens.groupby(head[QUERY_ID].astype(str).to_numpy()) if len(tokens) else None
+    shapes = [
+        Query(
+            q,
+            int(by_query.size().get(q, 0)) if by_query is not None else 0,
+            int(by_query.sum().get(q, 0)) if by_query is not None else 0,
+        )
+        for q, _ in sample
+    ]
+
+    def run_batch(indices: list[int]) -> None:
+        pairs = [pair for i in indices for pair in pairs_of(sample[i])]
+        if pairs:
+            scorer.score(pairs)
+        sync()
+
+    run_batch(list(range(min(4, len(sample)))))  # warm-up
+    batching = Batching(lat.max_batch_pairs, lat.max_wait_ms)
+    points = load_curve(
+        sorted(lat.load_qps),
+        shapes,
+        run_batch,
+        batching,
+        lat.load_queries,
+        seed=config.seed,
+        max_seconds=lat.load_max_seconds,
+        progress_factory=lambda qps, count: tqdm(
+            total=count, desc=f"load @{qps:g} QPS", unit="query", disable=not config.show_progress
+        ),
+    )
+    model = ServiceModel.fit([b for p in points for b in p.batches])
+    simulated = {
+        str(replicas): [
+            predict(shapes, model, batching, p.offered_qps, replicas, seed=config.seed).to_dict()
+            for p in points
+        ]
+        for replicas in (1, 2, 4)
+    }
+    for curve in simulated.values():
+        for point in curve:
+            point.pop("batches")
+    validation = []
+    for measured, predicted in zip(points, simulated["1"], strict=True):
+        if measured.saturated:
+            continue
+        error = predicted["p95_ms"] / measured.p95_ms - 1
+        validation.append(
+            {
+                "offered_qps": measured.offered_qps,
+                "measured_p95_ms": measured.p95_ms,
+                "simulated_p95_ms": predicted["p95_ms"],
+                "relative_error": error,
+                "within_tolerance": bool(abs(error) <= VALIDATION_TOLERANCE),
+            }
+        )
+    return {
+        "mode": (
+            "open loop: Poisson arrivals, one replica, dynamic batching (one FIFO queue; a batch "
+            "closes when it holds max_batch_pairs pairs or max_wait_ms after its oldest query "
+            "arrived; its queries' first stages then run and all their pairs are scored in one "
+            "call)"
+        ),
+        "conditions": {
+            "max_batch_pairs": lat.max_batch_pairs,
+            "max_wait_ms": lat.max_wait_ms,
+            "queries_per_rate": lat.load_queries,
+            "max_seconds_per_rate": lat.load_max_seconds,
+            "depth": depth,
+            "seed": config.seed,
+            "device": latency_device(),
+            "threads": torch.get_num_threads(),
+        },
+        "points": [p.to_dict() for p in points],
+        **curve_summary(points),
+        "service_model": model.to_dict(),
+        "query_shapes": [[s.pairs, s.tokens] for s in shapes],
+        "simulated": simulated,
+        "validation": validation,
+        "validation_tolerance": VALIDATION_TOLERANCE,
+        "mean_tokens_per_query": float(np.mean([s.tokens for s in shapes])) if shapes else 0.0,
+    }
+
+
+def latency_device() -> str:
+    from evalkit.env import hardware
+
+    info = hardware()
+    return info["gpu"] or info["cpu"]

@@ -66,4 +66,20 @@ def print_summary(result: RunResult, console: Console | None = None) -> None:
     pairs = (result.latency.get("offline") or {}).get("rerank_pairs_per_second")
     if pairs:
         console.print(f"reranker throughput: {pairs:,.1f} pairs/s (the run's own pairs, uncached)")
+    load = result.load_curve
+    if load:
+        points = ", ".join(
+            f"{p['offered_qps']:g} QPS → p95 {p['p95_ms']:.1f} ms"
+            + (" (saturated)" if p["saturated"] else "")
+            for p in load["points"]
+        )
+        console.print(f"under load (open loop, one replica): {points}")
+        checks = load.get("validation") or []
+        if checks:
+            worst = max(abs(c["relative_error"]) for c in checks)
+            console.print(
+                f"simulator check at one replica: worst p95 error {worst:.0%} "
+                f"({'within' if worst <= load['validation_tolerance'] else 'outside'} "
+                f"{load['validation_tolerance']:.0%})"
+            )
     console.print(f"results: {result.folder}")

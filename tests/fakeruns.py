@@ -68,6 +68,7 @@ def make_run(
     measure: str = "nDCG@10",
     relevance_level: int = 1,
     first_stage_scores: list[list[float]] | None = None,
+    load_curve: dict | None = None,
 ) -> Path:
     """A finished run folder whose ``measure`` per query is ``first`` / ``reranked``.
 
@@ -130,6 +131,7 @@ def make_run(
         },
         env={"hardware": {"cpu": "test-cpu", "cpu_count": 2, "gpu": gpu}},
         runs={"first_stage": _run(queries, first_stage_scores)} if first_stage_scores else {},
+        load_curve=load_curve,
     )
     return result.save(root / name, {"config_hash": name})
 

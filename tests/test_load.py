@@ -131,3 +131,21 @@ def test_summary_of_a_saturated_run():
     latency = (np.arange(100) + 1) * 0.02 - arrivals  # served at 50 QPS
     point = summarise(100.0, arrivals, latency, latency - 0.02, [])
     assert point.saturated and point.achieved_qps == pytest.approx(50.0)
+
+
+def test_a_server_that_cannot_keep_up_is_stopped_and_counted():
+    clock = VirtualClock()
+    run_batch, batches = fixed_service(clock, 1.0)  # one query per second at most
+    arrivals = np.arange(50) * 0.1  # 10 QPS offered
+    queries = [Query(str(i), pairs=10, tokens=10) for i in range(50)]
+    latency, wait, records = serve(
+        arrivals, queries, run_batch, Batching(10, 0.0), clock, stop_after=3.0
+    )
+    assert len(batches) == 4  # batches start at 0, 1, 2, 3 s; none after 3 s
+    assert int(np.isnan(latency).sum()) == 46
+    point = summarise(10.0, arrivals, latency, wait, records)
+    assert point.saturated and point.unfinished == 46
+    # served: done at 1, 2, 3, 4 s; the rest count as waiting until the last completion (4 s),
+    # a lower bound of their latency
+    by_hand = [1.0, 1.9, 2.8, 3.7] + [max(4.0 - 0.1 * i, 0.0) for i in range(4, 50)]
+    assert point.p95_ms == pytest.approx(np.percentile(by_hand, 95) * 1000)

@@ -130,6 +130,12 @@ class LatencyConfig:
     max_seconds: float = 60.0  # time budget of the online loop per depth (>= 1 query)
     depths: list[int] = field(default_factory=list)  # latency-vs-depth curve, e.g. [10,100]
     throughput_pairs: int = 256  # pairs of the run's own, timed uncached, for pairs/s
+    # open-loop load test (evalkit.load): offered rates, queries per rate, batching policy
+    load_qps: list[float] = field(default_factory=list)  # e.g. [1,2,4,8]; [] = no load test
+    load_queries: int = 200
+    max_batch_pairs: int = 256
+    max_wait_ms: float = 5.0
+    load_max_seconds: float = 120.0  # per offered rate: no batch starts after this
 
 
 @dataclass
@@ -268,6 +274,10 @@ BOUNDS = (
     ("latency.concurrency", 1, 1024),
     ("latency.throughput_pairs", 1, None),
     ("latency.max_seconds", 1e-3, None),
+    ("latency.load_queries", 20, None),
+    ("latency.max_batch_pairs", 1, None),
+    ("latency.max_wait_ms", 0.0, None),
+    ("latency.load_max_seconds", 1e-3, None),
     ("retriever.batch_size", 1, None),
     ("reranker.batch_size", 1, None),
     ("retriever.max_length", 1, None),
@@ -306,6 +316,15 @@ def _check_bounds(config: Config) -> None:
             allowed = f">= {low}" if high is None else f"between {low} and {high}"
             raise ConfigError(
                 problem(f"{dotted} must be {allowed}, found {value!r}", dotted, f"set {dotted}")
+            )
+    for qps in config.latency.load_qps:
+        if not (math.isfinite(qps) and qps > 0):
+            raise ConfigError(
+                problem(
+                    f"latency.load_qps values must be positive QPS, found {qps!r}",
+                    "latency.load_qps",
+                    "e.g. latency.load_qps=[1,2,4,8]",
+                )
             )
     for depth in config.latency.depths:
         if not depth >= 1:

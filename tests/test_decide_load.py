@@ -1,0 +1,82 @@
+"""decide --qps with load curves: the p95 at the offered load, measured (interpolated,
+saturation refused) or simulated for --replicas N, and the fallback rule labelled."""
+
+from __future__ import annotations
+
+import pytest
+
+from evalkit.decision import Budget, decide
+from evalkit.errors import ConfigError
+from tests.fakeruns import make_run
+from tests.test_report import BASE, BETTER
+
+
+def curve(points, model=None, shapes=None, batching=(100, 0.0)):
+    return {
+        "points": [
+            {"offered_qps": q, "p95_ms": p95, "saturated": saturated}
+            for q, p95, saturated in points
+        ],
+        "conditions": {"max_batch_pairs": batching[0], "max_wait_ms": batching[1], "seed": 0},
+        "service_model": model
+        or {"fixed": 100.0, "per_query": 0.0, "per_pair": 0.0, "per_token": 0.0},
+        "query_shapes": shapes or [[100, 1000]],
+    }
+
+
+MEASURED = curve([(5, 100.0, False), (10, 200.0, False), (20, 900.0, True)])
+
+
+@pytest.fixture
+def runs(tmp_path):
+    make_run(tmp_path, "bm25", BASE, p95_first=2.0)
+    make_run(tmp_path, "ce", BASE, BETTER, reranker="ce", p95_total=90, load_curve=MEASURED)
+    return tmp_path
+
+
+def verdict(decision, system="bm25 → ce@100"):
+    return next(c for c in decision.considered if c["system"] == system)
+
+
+def test_the_p95_at_the_offered_load_is_interpolated_from_the_measured_curve(runs):
+    fits = decide(runs, Budget(p95_ms=150, qps=7.5), bootstrap=200)
+    assert verdict(fits)["fits"]
+    assert verdict(fits)["why"] == "fits: p95 150.0 ms at 7.5 QPS (measured, one replica)"
+    assert fits.recommendation["system"] == "bm25 → ce@100"
+    out = decide(runs, Budget(p95_ms=150, qps=8), bootstrap=200)
+    assert verdict(out)["why"] == (
+        "p95 160.0 ms at 8 QPS (measured, one replica) exceeds the 150 ms budget"
+    )
+    assert any("load curve" in a for a in out.assumptions)
+
+
+def test_saturation_and_rates_beyond_the_curve_do_not_fit(runs):
+    saturated = decide(runs, Budget(p95_ms=5000, qps=20), bootstrap=200)
+    assert verdict(saturated)["why"] == "saturates at 20 QPS (measured, one replica)"
+    beyond = decide(runs, Budget(p95_ms=5000, qps=15), bootstrap=200)
+    assert verdict(beyond)["why"].startswith("the load curve was measured up to 10 QPS only")
+
+
+def test_replicas_are_simulated_from_the_measured_service_times(runs):
+    # 100 ms per query, no batching: one replica serves 10 QPS at most
+    one = decide(runs, Budget(p95_ms=5000, qps=15, replicas=1), bootstrap=200)
+    assert verdict(one)["why"] == "saturates at 15 QPS (simulated, 1 replica)"
+    two = decide(runs, Budget(p95_ms=5000, qps=15, replicas=2), bootstrap=200)
+    assert verdict(two)["fits"] and "(simulated, 2 replicas)" in verdict(two)["why"]
+    p95 = float(verdict(two)["why"].split("p95 ")[1].split(" ms")[0])
+    assert 100.0 < p95 < 1000.0  # M/D/2 at 75% load: queueing, but bounded
+
+
+def test_runs_without_a_curve_use_the_fallback_rule_labelled(runs):
+    make_run(runs, "other", BASE, BETTER, reranker="other", p95_total=80)
+    result = decide(runs, Budget(p95_ms=500, qps=5), bootstrap=200)
+    assert any(a.startswith("fallback QPS rule") for a in result.assumptions)
+    assert any(a.startswith("QPS rule with a load curve") for a in result.assumptions)
+    assert verdict(result, "bm25 → other@100")["fits"]  # 5 x 100 <= 1000 pairs/s
+
+
+def test_replicas_need_a_rate_and_sensible_values():
+    with pytest.raises(ConfigError, match="--replicas needs --qps"):
+        Budget(p95_ms=100, replicas=2)
+    with pytest.raises(ConfigError, match="--replicas must be an integer from 1 to 1024"):
+        Budget(p95_ms=100, qps=5, replicas=0)
