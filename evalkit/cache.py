@@ -259,6 +259,7 @@ CACHE_KINDS = {
     "runs": ("runs",),
     "bm25": ("bm25",),
     "random_models": ("random_models",),
+    "onnx": ("onnx",),
     "datasets": ("datasets",),
 }
 

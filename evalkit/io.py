@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
 
 from evalkit.errors import DataError, problem
 from evalkit.faults import checkpoint
@@ -75,3 +78,23 @@ def read_trec_run(path: str | Path) -> pd.DataFrame:
                     problem(f"score '{fields[4]}' is not a number", f"{path}:{number}")
                 ) from None
     return pd.DataFrame(rows, columns=[QUERY_ID, DOC_ID, SCORE])
+
+
+COMPLETE = ".complete"  # written last into a folder built by build_folder_once
+
+
+def build_folder_once(folder: Path, convert, stamp: str) -> Path:
+    """Build ``folder`` with ``convert(target)`` once: in a scratch folder renamed into place
+    (a killed conversion never looks finished), one process at a time (a file lock)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if (folder / COMPLETE).is_file():
+            return folder
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".convert-") as scratch:
+            target = Path(scratch) / "data"
+            convert(target)
+            (target / COMPLETE).write_text(stamp)
+            if folder.exists():
+                shutil.rmtree(folder)
+            target.rename(folder)
+    return folder

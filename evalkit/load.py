@@ -93,6 +93,7 @@ class LoadPoint:
     queries: int
     saturated: bool
     unfinished: int = 0  # queries still queued when the time limit stopped the run
+    utilisation: float = 0.0  # share of the time the server was computing
     batches: list[BatchRecord] = field(default_factory=list, repr=False)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
@@ -108,6 +109,7 @@ class LoadPoint:
             "queries": self.queries,
             "saturated": self.saturated,
             "unfinished": self.unfinished,
+            "utilisation": self.utilisation,
             "mean_batch_queries": float(np.mean([b.queries for b in self.batches]))
             if self.batches
             else None,
@@ -207,11 +209,13 @@ def summarise(
     latency: np.ndarray,
     wait: np.ndarray,
     batches: list[BatchRecord],
+    servers: int = 1,
 ) -> LoadPoint:
     """One offered rate's numbers. ``achieved_qps`` is queries over the time from the first
-    arrival to the last completion; the run is saturated when that falls below 95% of the
-    rate the arrivals actually had (the server fell behind), or when the second half of the
-    queries waited more than twice as long as the first half (the queue kept growing)."""
+    arrival to the last completion. The rate saturated the server when that falls below
+    95% of the rate the arrivals actually had (it fell behind), when the server was busy
+    95% of that time or more (it never caught up with its queue), or when queries were
+    left unfinished at the time limit."""
     unfinished = int(np.isnan(latency).sum())
     if unfinished:  # they waited at least until the run stopped: a lower bound, saturated
         stop = float(np.nanmax(arrivals + latency)) if unfinished < len(latency) else 0.0
@@ -225,8 +229,8 @@ def summarise(
     realised = (n - 1) / arrival_span if arrival_span > 0 else float(offered)
     ms = latency * 1000
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    half = n // 2
-    growing = half >= 10 and wait[half:].mean() > 2 * max(wait[:half].mean(), 1e-3)
+    busy = sum(b.service_ms for b in batches) / 1000
+    utilisation = busy / (servers * completion_span) if completion_span > 0 else 0.0
     return LoadPoint(
         offered_qps=float(offered),
         achieved_qps=float(achieved),
@@ -236,7 +240,10 @@ def summarise(
         mean_ms=float(ms.mean()),
         mean_wait_ms=float(wait.mean() * 1000),
         queries=n,
-        saturated=bool(achieved < SATURATION_SHARE * realised or growing or unfinished),
+        saturated=bool(
+            achieved < SATURATION_SHARE * realised or utilisation >= SATURATION_SHARE or unfinished
+        ),
+        utilisation=float(utilisation),
         unfinished=unfinished,
         batches=batches,
         latencies_ms=ms.tolist(),
@@ -265,14 +272,19 @@ def load_curve(
     max_seconds: float | None = None,
 ) -> list[LoadPoint]:
     """Measure every offered rate: ``count`` queries drawn (seeded, with replacement) from
-    ``shapes`` arrive as a Poisson process; ``run_batch`` receives indices into ``shapes``."""
+    ``shapes`` arrive as a Poisson process; ``run_batch`` receives indices into ``shapes``.
+    With ``max_seconds``, arrivals stop at that time (fewer queries at low rates) and no
+    batch starts after 1.5 times it (queries left then are unfinished: saturated)."""
     rng = np.random.default_rng(seed)
     points = []
     for qps in offered:
         arrivals = poisson_arrivals(qps, count, rng)
         picks = rng.integers(len(shapes), size=count)
+        if max_seconds is not None:
+            keep = max(int((arrivals < max_seconds).sum()), 2)
+            arrivals, picks = arrivals[:keep], picks[:keep]
         chosen = [shapes[int(i)] for i in picks]
-        bar = progress_factory(qps, count) if progress_factory else None
+        bar = progress_factory(qps, len(picks)) if progress_factory else None
         try:
             latency, wait, batches = serve(
                 arrivals,
@@ -281,7 +293,7 @@ def load_curve(
                 batching,
                 clock,
                 bar.update if bar is not None else None,
-                max_seconds,
+                1.5 * max_seconds if max_seconds is not None else None,
             )
         finally:
             if bar is not None:

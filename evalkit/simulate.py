@@ -168,4 +168,4 @@ def predict(
     arrivals = poisson_arrivals(qps, count, rng)
     chosen = [shapes[int(i)] for i in rng.integers(len(shapes), size=count)]
     latency, wait, batches = simulate(arrivals, chosen, model, batching, replicas, seed)
-    return summarise(qps, arrivals, latency, wait, batches)
+    return summarise(qps, arrivals, latency, wait, batches, servers=replicas)

@@ -4,8 +4,10 @@ determinism, and the last-resort handler of every console script (docs/reliabili
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +235,74 @@ def test_decision_json_is_valid_json_with_nan_free_numbers(tmp_path):
     decision = evalkit.decide(tmp_path, p95_ms=1000)
     text = json.dumps(decision.to_json(), allow_nan=False)
     assert json.loads(text)["budget"]["p95_ms"] == 1000.0
+
+
+# --- round three: bring-your-own and load settings -----------------------------------
+
+HTTP = ["reranker=http", "reranker.model=m", "reranker.url=http://x"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["latency.load_qps=[0]"], "latency.load_qps values must be positive QPS"),
+        (["latency.load_qps=[2,-1]"], "latency.load_qps values must be positive QPS"),
+        (["latency.load_queries=5"], "latency.load_queries must be >= 20"),
+        (["latency.max_wait_ms=-1"], "latency.max_wait_ms must be >= 0.0"),
+        (["reranker=http", "reranker.model=m"], "reranker=http needs reranker.url=http(s)://"),
+        (
+            ["reranker=http", "reranker.model=m", "reranker.url=ftp://x"],
+            "reranker=http needs reranker.url=http(s)://",
+        ),
+        (
+            [
+                "reranker=http",
+                "reranker.model=m",
+                "reranker.url=http://x",
+                "reranker.concurrency=0",
+            ],
+            "reranker.concurrency must be between 1 and 256",
+        ),
+        (
+            [*HTTP, "reranker.dialect=x"],
+            "reranker.dialect='x' is not one of",
+        ),
+        (
+            ["reranker=python", "reranker.target=a.b:c", "reranker.backend=onnx"],
+            "runs cross-encoders and bi-encoders, not reranker.kind=python",
+        ),
+        (["reranker.price_per_1k_searches=-2"], "reranker.price_per_1k_searches must be >= 0.0"),
+        (["dataset=hub"], "dataset.source=hub needs dataset.hub_id"),
+        (["dataset=irds"], "dataset=irds needs an ir_datasets id"),
+    ],
+)
+def test_bad_load_and_bring_your_own_settings_are_one_line(overrides, message):
+    from evalkit.config import validate
+    from evalkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(compose(overrides))
+
+
+def test_colbert_without_pylate_names_the_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    from evalkit.errors import ModelError
+    from evalkit.rerank.colbert import require_pylate
+
+    if importlib.util.find_spec("pylate") is not None:
+        monkeypatch.setitem(sys.modules, "pylate", None)
+    with pytest.raises(ModelError, match=r"pip install 'evalkit\[colbert\]'"):
+        require_pylate()
+
+
+def test_a_folder_that_is_not_a_hub_repository_says_so(tmp_path):
+    from evalkit.config.schema import DatasetConfig
+    from evalkit.data.sources import load_dataset
+    from evalkit.errors import DataError
+
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "notes.txt").write_text("not a dataset\n")
+    config = DatasetConfig(name="x", source="hub", hub_id=str(tmp_path / "repo"))
+    with pytest.raises(DataError, match="cannot load config 'corpus'"):
+        load_dataset(config, tmp_path / "cache")

@@ -14,8 +14,6 @@ from evalkit.errors import ModelError, problem
 
 log = logging.getLogger(__name__)
 
-BACKEND_PACKAGES = {"onnx": ("optimum", "onnxruntime"), "openvino": ("optimum", "openvino")}
-
 
 def model_fingerprint(section: RetrieverConfig | RerankerConfig, path: str, extra: str) -> str:
     """Cache identity of a model and the settings that change its outputs."""
@@ -23,6 +21,8 @@ def model_fingerprint(section: RetrieverConfig | RerankerConfig, path: str, extr
 
     dtype = dtype_name(resolve_dtype(section.dtype, resolve_device(section.device)))
     backend = section.backend if isinstance(section, RerankerConfig) else "torch"
+    if backend != "torch":  # the CPU runtimes run the fp32 export, or its int8 quantisation
+        dtype, backend = "fp32", f"{backend}-{section.quantize}"
     return "|".join(
         [fingerprint(path, section.revision), dtype, backend, str(section.max_length), extra]
     )
@@ -142,21 +142,6 @@ def build_retriever(config: Config):
     )
 
 
-def _require_backend(backend: str) -> None:
-    """Fail with the install command when an onnx/openvino backend's packages are missing."""
-    import importlib.util
-
-    missing = [m for m in BACKEND_PACKAGES.get(backend, ()) if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ModelError(
-            problem(
-                f"reranker.backend={backend} needs {missing}, which are not installed",
-                "reranker.backend",
-                f"pip install 'sentence-transformers[{backend}]', or use backend=torch",
-            )
-        )
-
-
 def build_scorer(config: Config):
     """Build the second stage named by ``config.reranker``: a
     :class:`~evalkit.rerank.base.Reranker`, or None for ``reranker=none``."""
@@ -188,14 +173,12 @@ def build_scorer(config: Config):
         from evalkit.rerank.biencoder import BiEncoderReranker
 
         encoder, path = build_bi_encoder(rr, "reranker", config)
-        return BiEncoderReranker(
-            encoder,
-            rr.query_prefix,
-            rr.passage_prefix,
-            fingerprint=model_fingerprint(
-                rr, path, f"biencoder|{rr.query_prefix}|{rr.passage_prefix}"
-            ),
+        fingerprint = model_fingerprint(
+            rr, path, f"biencoder|{rr.query_prefix}|{rr.passage_prefix}"
         )
+        if rr.backend != "torch":
+            encoder = _onnx_bi_encoder(encoder, rr, path, fingerprint, config)
+        return BiEncoderReranker(encoder, rr.query_prefix, rr.passage_prefix, fingerprint)
     return _build_cross_encoder(config)
 
 
@@ -251,12 +234,14 @@ def _build_cross_encoder(config: Config):
     )
     from sentence_transformers import CrossEncoder
 
-    _require_backend(rr.backend)
-    model_kwargs: dict = {}
-    if rr.backend == "torch":
-        model_kwargs["torch_dtype"] = resolve_dtype(rr.dtype, device)
-    elif rr.backend_file:
-        model_kwargs["file_name"] = rr.backend_file
+    if rr.backend != "torch":
+        from evalkit.models.onnx import require
+
+        require(rr.backend)
+        device = "cpu"  # the ONNX Runtime / OpenVINO backends run on the CPU
+    model_kwargs: dict = {"torch_dtype": resolve_dtype(rr.dtype, device)}
+    if rr.backend != "torch":
+        model_kwargs["torch_dtype"] = resolve_dtype("fp32", device)
     try:
         model = load_quietly(
             lambda: CrossEncoder(
@@ -265,7 +250,6 @@ def _build_cross_encoder(config: Config):
                 max_length=rr.max_length,
                 revision=rr.revision,
                 trust_remote_code=rr.trust_remote_code,
-                backend=rr.backend,
                 model_kwargs=model_kwargs,
             ),
             config.seed,
@@ -285,9 +269,60 @@ def _build_cross_encoder(config: Config):
             config.seed,
         )
     head_seed = f"head-seed{config.seed}" if head_missing else ""
+    fingerprint = model_fingerprint(rr, path, f"cross|{head_seed}")
+    if rr.backend != "torch":
+        from evalkit.models.loading import fingerprint as weights_fingerprint
+        from evalkit.models.onnx import OnnxCrossEncoderReranker, Runtime, cached_export
+
+        # the export depends on the weights only: ONNX Runtime and OpenVINO share it
+        key = f"{weights_fingerprint(path, rr.revision)}|cross|{head_seed}"
+        onnx_file = cached_export(
+            model.model, model.tokenizer, "logits", key, rr.quantize, cache_dir(config)
+        )
+        return OnnxCrossEncoderReranker(
+            Runtime(onnx_file, rr.backend),
+            model.tokenizer,
+            max_length=model.max_length,
+            batch_size=rr.batch_size,
+            fingerprint=fingerprint,
+        )
     return CrossEncoderReranker(
         model,
         batch_size=rr.batch_size,
         show_progress=config.show_progress,
-        fingerprint=model_fingerprint(rr, path, f"cross|{rr.backend_file}|{head_seed}"),
+        fingerprint=fingerprint,
+    )
+
+
+def _onnx_bi_encoder(encoder, rr: RerankerConfig, path: str, fingerprint: str, config: Config):
+    """The bi-encoder's transformer from an ONNX export (pooling and normalisation kept)."""
+    from evalkit.models.onnx import (
+        OnnxBiEncoder,
+        Runtime,
+        cached_export,
+        require,
+        sentence_transformer_parts,
+    )
+
+    require(rr.backend)
+    from evalkit.models.loading import fingerprint as weights_fingerprint
+
+    network, pooling, normalize = sentence_transformer_parts(encoder.model)
+    tokenizer = encoder.model.tokenizer
+    onnx_file = cached_export(
+        network.float().cpu(),
+        tokenizer,
+        "last_hidden_state",
+        f"{weights_fingerprint(path, rr.revision)}|bi",
+        rr.quantize,
+        cache_dir(config),
+    )
+    return OnnxBiEncoder(
+        Runtime(onnx_file, rr.backend),
+        tokenizer,
+        max_length=encoder.max_length,
+        pooling=pooling,
+        normalize=normalize,
+        batch_size=rr.batch_size,
+        fingerprint=fingerprint,
     )

@@ -99,8 +99,8 @@ class RerankerConfig:
     batch_size: int = 32
     device: str = "auto"
     dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
-    backend: str = "torch"  # torch | onnx | openvino
-    backend_file: str | None = None  # e.g. onnx/model_qint8_avx512_vnni.onnx
+    backend: str = "torch"  # torch | onnx (ONNX Runtime) | openvino: CPU runtimes
+    quantize: str = "none"  # none | int8 (onnx / openvino: dynamic int8 quantisation)
     trust_remote_code: bool = False
     allow_remote_code: bool = False
     query_prefix: str = ""
@@ -222,6 +222,7 @@ CHOICES = {
     "reranker.dialect": ("cohere", "jina", "voyage", "infinity", "tei"),
     "reranker.weights": ("pretrained", "random"),
     "reranker.backend": ("torch", "onnx", "openvino"),
+    "reranker.quantize": ("none", "int8"),
     "reranker.dtype": ("auto", "fp32", "fp16", "bf16"),
     "retriever.dtype": ("auto", "fp32", "fp16", "bf16"),
 }
@@ -440,6 +441,23 @@ def _check_rules(config: Config) -> None:
     elif reranker.kind != "none" and not reranker.model:
         raise ConfigError(
             problem(f"reranker.kind={reranker.kind} needs reranker.model", "reranker.model")
+        )
+    if reranker.backend != "torch" and reranker.kind not in ("cross_encoder", "biencoder"):
+        raise ConfigError(
+            problem(
+                f"reranker.backend={reranker.backend} runs cross-encoders and bi-encoders, not "
+                f"reranker.kind={reranker.kind}",
+                "reranker.backend",
+                "use backend=torch",
+            )
+        )
+    if reranker.quantize != "none" and reranker.backend == "torch":
+        raise ConfigError(
+            problem(
+                f"reranker.quantize={reranker.quantize} needs backend=onnx or backend=openvino",
+                "reranker.quantize",
+                "add reranker.backend=onnx",
+            )
         )
     if reranker.kind == "http" and not (reranker.url or "").startswith(("http://", "https://")):
         raise ConfigError(

@@ -19,22 +19,19 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from filelock import FileLock
 
 from evalkit.errors import ConfigError, DataError, NetworkError, problem
+from evalkit.io import COMPLETE, build_folder_once
 
 if TYPE_CHECKING:
     from evalkit.config.schema import DatasetConfig
 
 log = logging.getLogger(__name__)
 
-COMPLETE = ".complete"
 TOP_RANKED = "top_ranked"
 
 
@@ -90,26 +87,9 @@ def fetch_hub(config: DatasetConfig, cache_dir: Path) -> Path:
                 "does (set dataset.revision=COMMIT)",
                 config.hub_id,
             )
-    return convert_once(
+    return build_folder_once(
         folder, lambda target: _convert(config, target), json.dumps({"revision": config.revision})
     )
-
-
-def convert_once(folder: Path, convert, stamp: str) -> Path:
-    """Build ``folder`` with ``convert(target)`` once: in a scratch folder renamed into place
-    (a killed conversion never looks finished), one process at a time (a file lock)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if (folder / COMPLETE).is_file():
-            return folder
-        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".convert-") as scratch:
-            target = Path(scratch) / "data"
-            convert(target)
-            (target / COMPLETE).write_text(stamp)
-            if folder.exists():
-                shutil.rmtree(folder)
-            target.rename(folder)
-    return folder
 
 
 def _table(repo: str, name: str | None, revision: str | None, split: str | None) -> pd.DataFrame:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from evalkit.data.hub import COMPLETE, convert_once
 from evalkit.errors import ConfigError, DataError, NetworkError, problem
+from evalkit.io import COMPLETE, build_folder_once
 
 if TYPE_CHECKING:
     from evalkit.config.schema import DatasetConfig
@@ -69,7 +69,7 @@ def fetch_irds(config: DatasetConfig, cache_dir: Path) -> Path:
                 )
             ) from None
 
-    return convert_once(folder, convert, config.irds_id)
+    return build_folder_once(folder, convert, config.irds_id)
 
 
 def _convert(handle, target: Path, split: str, irds_id: str) -> None:

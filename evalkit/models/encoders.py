@@ -115,6 +115,14 @@ class BiEncoder:
         return None
 
     @property
+    def max_length(self) -> int | None:
+        return getattr(self.model, "max_seq_length", None)
+
+    @property
+    def device(self) -> str:
+        return str(getattr(self.model, "device", "cpu"))
+
+    @property
     def dimension(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())
 

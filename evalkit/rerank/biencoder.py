@@ -23,8 +23,8 @@ class BiEncoderReranker:
         self.encoder = encoder
         self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
         self.fingerprint = fingerprint
-        self.max_length = getattr(encoder.model, "max_seq_length", None)
-        self.device = str(getattr(encoder.model, "device", "cpu"))
+        self.max_length = encoder.max_length
+        self.device = encoder.device
 
     def token_lengths(self, pairs: Sequence[Pair]) -> np.ndarray:
         return np.array([len(q.split()) + len(d.split()) for q, d in pairs], dtype=np.int64)
