@@ -285,7 +285,7 @@ class Decision:
             mark = "fits " if item["fits"] else "out  "
             p95 = f"{item['p95_ms']:.1f} ms" if is_number(item["p95_ms"]) else "—"
             mean = f"{item['mean']:.4f}" if is_number(item["mean"]) else "cost-only"
-            why = "" if item["fits"] else item["why"]
+            why = "" if item["why"] == "fits" else item["why"]  # at-load p95s are shown
             cost = item.get("usd_per_1k_queries")
             cost = f"  ${cost:,.4g}/1k queries" if is_number(cost) else ""
             lines.append(
@@ -394,7 +394,10 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
             assumptions.append(CURVE_RULE)
         if any(r.system not in curves for r in rows.itertuples(index=False)):
             assumptions.append(QPS_ASSUMPTION)
-    fitting = [r for r in rows.itertuples(index=False) if rule.check(r).fits]
+    fitting = sorted(  # best quality first; equal quality: the faster first
+        (r for r in rows.itertuples(index=False) if rule.check(r).fits),
+        key=lambda r: (-r.mean, r.p95_ms if is_number(r.p95_ms) else math.inf),
+    )
     for row in fitting:
         warnings += rule.warnings(row)
     decision = _choose(fitting, budget, rows)
@@ -506,10 +509,16 @@ def _with_runner_up(decision: Decision, best, fitting: list, metric: str) -> Dec
     others = [r for r in fitting if r.system != best.system]
     if others:
         row = others[0]
-        why = (
-            f"lower {metric} ({row.mean:.4f} vs {best.mean:.4f})"
-            if row.mean <= best.mean
-            else "its reranking gain is not significant or below --min-gain"
-        )
+        if row.mean < best.mean:
+            why = f"lower {metric} ({row.mean:.4f} vs {best.mean:.4f})"
+        elif row.mean == best.mean:
+            slower = (
+                f" at a higher p95 ({row.p95_ms:.1f} vs {best.p95_ms:.1f} ms)"
+                if is_number(row.p95_ms) and is_number(best.p95_ms)
+                else ""
+            )
+            why = f"the same {metric} ({row.mean:.4f}){slower}"
+        else:
+            why = "its reranking gain is not significant or below --min-gain"
         decision.runner_up = {**_evidence(row), "why_not": why}
     return decision

@@ -247,6 +247,11 @@ def write_load_curve(load: dict, out: Path) -> None:
         )
     axes.set_xscale("log")
     axes.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter
+
+    for axis in (axes.xaxis,):
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(FormatStrFormatter("%g"))
     axes.set_xlabel("offered load (queries per second, Poisson)")
     axes.set_ylabel("p95 latency, queueing included (ms)")
     axes.legend(fontsize=7)

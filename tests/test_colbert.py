@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TOY
+from tests.test_e2e import evalkit_cli
 
 pytestmark = pytest.mark.slow
 
@@ -134,31 +135,11 @@ def test_colbert_and_its_cost_only_variant_through_run_report_and_decide(
     assert latency["online"]["total"]["p95_ms"] > 0
     assert latency["offline"]["rerank_pairs_per_second"] > 0
 
-    report = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from evalkit.cli import report_main; report_main()",
-            str(tmp_path / "results"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    report = evalkit_cli("report", str(tmp_path / "results"))
     assert report.returncode == 0, report.stderr
     text = (tmp_path / "results" / "report" / "report.md").read_text()
     assert "bm25 → colbert@5 [model=model, weights=pretrained]" in text
     assert "bm25 → colbert@5 [model=colbertv2.0, weights=random]" in text  # latency table
-    decide = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from evalkit.cli import decide_main; decide_main()",
-            str(tmp_path / "results"),
-            "--p95-ms",
-            "100000",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    decide = evalkit_cli("decide", str(tmp_path / "results"), "--p95-ms", "100000")
     assert decide.returncode == 0, decide.stderr
     assert "colbert@5" in decide.stdout and "cost-only weights" in decide.stdout

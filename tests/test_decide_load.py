@@ -80,3 +80,39 @@ def test_replicas_need_a_rate_and_sensible_values():
         Budget(p95_ms=100, replicas=2)
     with pytest.raises(ConfigError, match="--replicas must be an integer from 1 to 1024"):
         Budget(p95_ms=100, qps=5, replicas=0)
+
+
+def test_a_run_with_load_qps_writes_the_curve_and_decide_answers_from_it(tmp_path):
+    import json
+
+    from tests.conftest import TOY
+    from tests.test_e2e import evalkit_cli, evalkit_run
+
+    folder = tmp_path / "results" / "load"
+    evalkit_run(
+        "dataset=local",
+        f"dataset.path={TOY}",
+        f"cache.dir={tmp_path / 'cache'}",
+        "show_progress=false",
+        "reranker=python",
+        "reranker.target=tests.plugin_reranker:make",
+        "pipeline.depth=5",
+        "latency.max_queries=4",
+        "latency.load_qps=[20,80]",
+        "latency.load_queries=40",
+        "latency.max_batch_pairs=10",
+        f"hydra.run.dir={folder}",
+    )
+    load = json.loads((folder / "load.json").read_text())
+    assert [p["offered_qps"] for p in load["points"]] == [20.0, 80.0]
+    assert all(p["queries"] == 40 for p in load["points"])
+    assert all(b[1] <= 10 or b[0] == 1 for p in load["points"] for b in p["batches"])
+    assert set(load["simulated"]) == {"1", "2", "4"}
+    assert len(load["query_shapes"]) == 4 and all(s[0] <= 5 for s in load["query_shapes"])
+    assert (folder / "load.png").is_file()
+    decide = evalkit_cli(
+        "decide", str(tmp_path / "results"), "--p95-ms", "5000", "--qps", "20", "--replicas", "2"
+    )
+    assert decide.returncode == 0, decide.stderr
+    assert "(simulated, 2 replicas)" in decide.stdout
+    assert "QPS rule with a load curve" in decide.stdout

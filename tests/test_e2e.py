@@ -35,6 +35,14 @@ def evalkit_run(*overrides: str, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
+def evalkit_cli(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``evalkit-report`` / ``evalkit-decide`` as a user runs them, in a fresh interpreter."""
+    code = f"from evalkit.cli import {script}_main; {script}_main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600
+    )
+
+
 @pytest.fixture(scope="module")
 def bm25_to_cross_encoder(tmp_path_factory, tiny_cross_encoder, session_cache):
     folder = tmp_path_factory.mktemp("run") / "bm25-ce"

@@ -18,7 +18,7 @@ from evalkit.io import read_trec_run
 from evalkit.rerank.http import HttpReranker
 from tests.conftest import TOY
 from tests.rerank_server import RerankServer
-from tests.test_e2e import evalkit_run
+from tests.test_e2e import evalkit_cli, evalkit_run
 
 PAIRS = [
     ("wing flutter", "flutter of a swept wing"),
@@ -167,29 +167,19 @@ def test_http_reranker_end_to_end(tmp_path):
         if path.is_file():
             assert b"k-9f3a-never-written" not in path.read_bytes(), path
 
-    report = subprocess.run(
-        [sys.executable, "-c", "from evalkit.cli import report_main; report_main()", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
+    report = evalkit_cli("report", str(tmp_path))
     assert report.returncode == 0, report.stderr
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "usd_per_1k_queries" in markdown and f"${expected:,.4g}" in markdown
-    decide = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from evalkit.cli import decide_main; decide_main()",
-            str(tmp_path),
-            "--p95-ms",
-            "100000",
-            "--max-usd-per-1k",
-            str(expected / 2),
-            "--dataset",
-            "toy",
-        ],
-        capture_output=True,
-        text=True,
+    decide = evalkit_cli(
+        "decide",
+        str(tmp_path),
+        "--p95-ms",
+        "100000",
+        "--max-usd-per-1k",
+        str(expected / 2),
+        "--dataset",
+        "toy",
     )
     assert decide.returncode == 0, decide.stderr
     line = next(x for x in decide.stdout.splitlines() if "http@5" in x)
@@ -228,3 +218,26 @@ def test_a_killed_http_run_resumes_from_the_cached_scores(tmp_path):
 def result_pairs(tmp_path) -> int:
     run = read_trec_run(tmp_path / "http" / "run.first_stage.trec")
     return int(np.minimum(run.groupby("query_id").size(), 5).sum())
+
+
+def test_a_cross_encoder_served_over_http_scores_like_the_local_one(tmp_path, tiny_cross_encoder):
+    """The server wraps a local model folder (as TEI or Infinity would): the same logits."""
+    from evalkit.config import build_scorer, validate
+    from tests.conftest import compose
+    from tests.rerank_server import cross_encoder_scorer
+
+    local = build_scorer(
+        validate(
+            compose(
+                [
+                    "reranker=minilm_l6",
+                    f"reranker.model={tiny_cross_encoder}",
+                    f"cache.dir={tmp_path}",
+                    "show_progress=false",
+                ]
+            )
+        )
+    )
+    with RerankServer(cross_encoder_scorer(tiny_cross_encoder)) as server:
+        remote = client(server, dialect="tei", max_documents=2)
+        assert np.allclose(remote.score(PAIRS), local.score(PAIRS), atol=1e-5)

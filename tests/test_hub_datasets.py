@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import zipfile
 
 import pandas as pd
@@ -20,7 +18,7 @@ from evalkit.errors import ConfigError, NetworkError
 from evalkit.io import read_trec_run
 from evalkit.runner import run_experiment
 from tests.conftest import TOY, compose
-from tests.test_e2e import evalkit_run
+from tests.test_e2e import evalkit_cli, evalkit_run
 
 HUB_TOY = TOY.parent / "hub_toy"
 PLUGIN = ["reranker=python", "reranker.target=tests.plugin_reranker:make"]
@@ -156,18 +154,7 @@ def test_mteb_candidate_lists_are_the_first_stage_end_to_end(tmp_path):
     b = json.loads((tmp_path / "results" / "run_file" / "metrics.json").read_text())
     assert a["first_stage"] == b["first_stage"] and a["reranked"] == b["reranked"]
 
-    decide = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from evalkit.cli import decide_main; decide_main()",
-            str(tmp_path / "results" / "top_ranked"),
-            "--p95-ms",
-            "10000",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    decide = evalkit_cli("decide", str(tmp_path / "results" / "top_ranked"), "--p95-ms", "10000")
     assert decide.returncode == 0, decide.stderr
     assert "top_ranked" in decide.stdout
 

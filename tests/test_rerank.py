@@ -245,8 +245,13 @@ def test_cache_clear_empties_every_kind_a_run_made_and_nothing_else(
             "reranker=minilm_l6",
             f"reranker.model={tiny_cross_encoder}",
         ],  # embeddings, runs, pair scores
+        [
+            "reranker=minilm_l6",
+            f"reranker.model={tiny_cross_encoder}",
+            "reranker.backend=onnx",
+        ],  # an ONNX export
     ):
-        run_experiment(compose([*common, *extra]), tmp_path / extra[0])
+        run_experiment(compose([*common, *extra]), tmp_path / extra[-1].replace("/", "_"))
     (cache / "notes.txt").write_text("mine")
     sizes = cache_sizes(cache)
     assert all(sizes[kind] > 0 for kind in CACHE_KINDS if kind != "datasets"), sizes
