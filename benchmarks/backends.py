@@ -29,6 +29,7 @@ from evalkit.retrieve.base import doc_texts_by_id, query_texts_by_id
 
 VARIANTS = [
     ("torch fp32", []),
+    ("torch bf16", ["reranker.dtype=bf16"]),
     ("onnxruntime fp32", ["reranker.backend=onnx"]),
     ("onnxruntime int8", ["reranker.backend=onnx", "reranker.quantize=int8"]),
     ("openvino fp32", ["reranker.backend=openvino"]),

@@ -485,13 +485,13 @@ def measure_load(config: Config, pipeline: TwoStage, dataset: Dataset, runs) -> 
     ordered = dataset.queries.sort_values(QUERY_ID, kind="stable")
     sample = list(zip(ordered[QUERY_ID].astype(str), ordered["text"].astype(str), strict=True))
     stages = pipeline.online_stages(doc_text, config.pipeline.depth, dataset.exclude_self)
-    first = [fn for name, fn in stages if name != "rerank"]
+    first_stages = [fn for name, fn in stages if name != "rerank"]
     scorer, depth = pipeline.scorer, config.pipeline.depth
     sync = cuda_synchronizer(pipeline.device) or (lambda: None)
 
     def pairs_of(query):
         state = query
-        for fn in first:
+        for fn in first_stages:
             state = fn(state)
         (query_id, text), run = state
         if scorer is None or (
@@ -500,9 +500,14 @@ def measure_load(config: Config, pipeline: TwoStage, dataset: Dataset, runs) -> 
             return []
         return head_pairs(run, {query_id: text}, doc_text, depth)[1]
 
-    # each query's shape (pairs, tokens after truncation), from the evaluation's first stage
+    # each query's shape (pairs, tokens after truncation), from the evaluation's first
+    # stage; a query the selective policy keeps unreranked has no pairs
+    evaluated = runs.first_stage
+    if scorer is not None and pipeline.policy is not None:
+        chosen = pipeline.selected(evaluated, dataset)
+        evaluated = evaluated[evaluated[QUERY_ID].astype(str).isin(chosen)]
     head, all_pairs, _ = head_pairs(
-        runs.first_stage, dict(sample), doc_text, depth if scorer is not None else 0
+        evaluated, dict(sample), doc_text, depth if scorer is not None else 0
     )
     tokens = pd.Series(
         scorer.token_lengths(all_pairs) if scorer is not None and all_pairs else [], dtype="int64"

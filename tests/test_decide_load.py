@@ -82,14 +82,11 @@ def test_replicas_need_a_rate_and_sensible_values():
         Budget(p95_ms=100, qps=5, replicas=0)
 
 
-def test_a_run_with_load_qps_writes_the_curve_and_decide_answers_from_it(tmp_path):
-    import json
-
+def toy_plugin(tmp_path) -> list[str]:
+    """The toy collection reranked at depth 5 by the word-overlap plugin (fast, exact)."""
     from tests.conftest import TOY
-    from tests.test_e2e import evalkit_cli, evalkit_run
 
-    folder = tmp_path / "results" / "load"
-    evalkit_run(
+    return [
         "dataset=local",
         f"dataset.path={TOY}",
         f"cache.dir={tmp_path / 'cache'}",
@@ -97,6 +94,17 @@ def test_a_run_with_load_qps_writes_the_curve_and_decide_answers_from_it(tmp_pat
         "reranker=python",
         "reranker.target=tests.plugin_reranker:make",
         "pipeline.depth=5",
+    ]
+
+
+def test_a_run_with_load_qps_writes_the_curve_and_decide_answers_from_it(tmp_path):
+    import json
+
+    from tests.test_e2e import evalkit_cli, evalkit_run
+
+    folder = tmp_path / "results" / "load"
+    evalkit_run(
+        *toy_plugin(tmp_path),
         "latency.max_queries=4",
         "latency.load_qps=[20,80]",
         "latency.load_queries=40",
@@ -116,3 +124,22 @@ def test_a_run_with_load_qps_writes_the_curve_and_decide_answers_from_it(tmp_pat
     assert decide.returncode == 0, decide.stderr
     assert "(simulated, 2 replicas)" in decide.stdout
     assert "QPS rule with a load curve" in decide.stdout
+
+
+def test_queries_a_policy_keeps_unreranked_cost_no_pairs_under_load(tmp_path):
+    import json
+
+    from tests.test_e2e import evalkit_run
+
+    folder = tmp_path / "load"
+    evalkit_run(
+        *toy_plugin(tmp_path),
+        "pipeline.policy=idf_max_above_1000",  # no query qualifies: nothing is reranked
+        "latency.max_queries=4",
+        "latency.load_qps=[50]",
+        "latency.load_queries=20",
+        f"hydra.run.dir={folder}",
+    )
+    load = json.loads((folder / "load.json").read_text())
+    assert load["query_shapes"] == [[0, 0]] * 4
+    assert all(b[1] == 0 for b in load["points"][0]["batches"])

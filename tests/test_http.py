@@ -241,3 +241,21 @@ def test_a_cross_encoder_served_over_http_scores_like_the_local_one(tmp_path, ti
     with RerankServer(cross_encoder_scorer(tiny_cross_encoder)) as server:
         remote = client(server, dialect="tei", max_documents=2)
         assert np.allclose(remote.score(PAIRS), local.score(PAIRS), atol=1e-5)
+
+
+def test_a_run_killed_mid_way_pays_only_for_the_rest(tmp_path, monkeypatch):
+    """SIGKILL right after the first answered request is cached (as a pre-emption would):
+    the rerun sends only the documents that were not answered."""
+    with RerankServer(key="k-9f3a-never-written") as server:
+        monkeypatch.setenv("EVALKIT_KILL_AT", "rerank_chunk")
+        killed = run_cli(
+            tmp_path, "http", *http_settings(server, "reranker.concurrency=1"), check=False
+        )
+        monkeypatch.delenv("EVALKIT_KILL_AT")
+        assert killed.returncode == -9  # SIGKILL: no cleanup ran
+        paid = server.documents_scored
+        assert paid >= 1
+        server.requests = []
+        run_cli(tmp_path, "http", *http_settings(server, "reranker.concurrency=1"))
+    latency = json.loads((tmp_path / "http" / "latency.json").read_text())
+    assert latency["offline"]["rerank_pairs_scored_in_evaluation"] == result_pairs(tmp_path) - paid
