@@ -52,6 +52,7 @@ class RunFileRetriever:
 
         self.fingerprint = f"run_file|{file_checksum(self.path)}"
         self._run: pd.DataFrame | None = None
+        self._by_query: dict[str, pd.DataFrame] = {}
         self.warnings: dict[str, int] = {}
 
     def index(self, corpus: pd.DataFrame) -> None:
@@ -79,19 +80,22 @@ class RunFileRetriever:
                 list(run.loc[unknown, DOC_ID].unique()[:3]),
             )
         self._run = run[~unknown].reset_index(drop=True)
+        # one frame per query: an online search looks one query up, not the whole file
+        self._by_query = {str(q): group for q, group in self._run.groupby(QUERY_ID, sort=False)}
 
     def search(self, queries: pd.DataFrame, k: int) -> pd.DataFrame:
         if self._run is None:
             raise RuntimeError("index() must be called before search()")
         wanted = set(queries[QUERY_ID].astype(str))
-        known = set(self._run[QUERY_ID])
+        known = self._by_query.keys()
         missing = len(wanted - known)
         if missing:
             self.warnings["run_file_queries_without_candidates"] = missing
         extra = len(known - wanted)
         if extra:
             self.warnings["run_file_queries_not_in_dataset"] = extra
-        rows = self._run[self._run[QUERY_ID].isin(wanted)]
-        if rows.empty:
+        found = [self._by_query[q] for q in wanted if q in self._by_query]
+        if not found:
             return empty_run()
+        rows = pd.concat(found, ignore_index=True) if len(found) > 1 else found[0]
         return rank_run(rows, k=k).drop(columns="rank")
