@@ -223,31 +223,49 @@ def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
 def _cost(config: Config, pipeline: TwoStage, dataset: Dataset, runs: StageRuns) -> dict:
     """Dollars per 1,000 queries when the reranker has a price (see evalkit.pricing)."""
     from evalkit.pricing import price
-    from evalkit.rerank.base import head_pairs
-    from evalkit.retrieve.base import query_texts_by_id
 
     rr = config.reranker
     if pipeline.scorer is None or (
         rr.price_per_1k_searches is None and rr.price_per_1m_tokens is None
     ):
         return {}
-    first = runs.first_stage
-    chosen = pipeline.selected(first, dataset)
-    head, pairs, _ = head_pairs(
-        first[first[QUERY_ID].astype(str).isin(chosen)],
-        query_texts_by_id(dataset.queries),
-        doc_texts_by_id(dataset.corpus),
-        config.pipeline.depth,
-    )
-    words = pd.Series(pipeline.scorer.token_lengths(pairs), index=head.index, dtype="int64")
-    by_query = words.groupby(head[QUERY_ID].astype(str))
+    shapes = rerank_shapes(pipeline, dataset, runs.first_stage, config.pipeline.depth)
     ids = dataset.queries[QUERY_ID].astype(str)
-    counts, totals = by_query.size(), by_query.sum()
     return price(
         rr,
-        [int(counts.get(q, 0)) for q in ids],
-        [int(totals.get(q, 0)) for q in ids],
+        [shapes.get(q, (0, 0))[0] for q in ids],
+        [shapes.get(q, (0, 0))[1] for q in ids],
     )
+
+
+def rerank_shapes(
+    pipeline: TwoStage, dataset: Dataset, first_stage: pd.DataFrame, depth: int, clip: bool = False
+) -> dict[str, tuple[int, int]]:
+    """``query_id -> (pairs, tokens)`` the second stage receives for each query of the
+    evaluation's first stage: its top ``depth`` candidates (none for a query the selective
+    policy keeps unreranked) and their summed ``token_lengths`` (cut at the scorer's
+    max_length with ``clip``). Queries without pairs are absent."""
+    from evalkit.rerank.base import head_pairs
+    from evalkit.retrieve.base import query_texts_by_id
+
+    scorer = pipeline.scorer
+    if scorer is None:
+        return {}
+    chosen = pipeline.selected(first_stage, dataset)
+    head, pairs, _ = head_pairs(
+        first_stage[first_stage[QUERY_ID].astype(str).isin(chosen)],
+        query_texts_by_id(dataset.queries),
+        doc_texts_by_id(dataset.corpus),
+        depth,
+    )
+    if not pairs:
+        return {}
+    tokens = pd.Series(scorer.token_lengths(pairs), index=head.index, dtype="int64")
+    if clip and scorer.max_length:
+        tokens = tokens.clip(upper=scorer.max_length)
+    by_query = tokens.groupby(head[QUERY_ID].astype(str))
+    counts, totals = by_query.size(), by_query.sum()
+    return {str(q): (int(counts[q]), int(totals[q])) for q in counts.index}
 
 
 def build_pipeline(config: Config) -> TwoStage:
@@ -500,29 +518,9 @@ def measure_load(config: Config, pipeline: TwoStage, dataset: Dataset, runs) -> 
             return []
         return head_pairs(run, {query_id: text}, doc_text, depth)[1]
 
-    # each query's shape (pairs, tokens after truncation), from the evaluation's first
-    # stage; a query the selective policy keeps unreranked has no pairs
-    evaluated = runs.first_stage
-    if scorer is not None and pipeline.policy is not None:
-        chosen = pipeline.selected(evaluated, dataset)
-        evaluated = evaluated[evaluated[QUERY_ID].astype(str).isin(chosen)]
-    head, all_pairs, _ = head_pairs(
-        evaluated, dict(sample), doc_text, depth if scorer is not None else 0
-    )
-    tokens = pd.Series(
-        scorer.token_lengths(all_pairs) if scorer is not None and all_pairs else [], dtype="int64"
-    )
-    if scorer is not None and scorer.max_length and len(tokens):
-        tokens = tokens.clip(upper=scorer.max_length)
-    by_query = tokens.groupby(head[QUERY_ID].astype(str).to_numpy()) if len(tokens) else None
-    shapes = [
-        Query(
-            q,
-            int(by_query.size().get(q, 0)) if by_query is not None else 0,
-            int(by_query.sum().get(q, 0)) if by_query is not None else 0,
-        )
-        for q, _ in sample
-    ]
+    # each query's shape (pairs, tokens after truncation), from the evaluation's first stage
+    known = rerank_shapes(pipeline, dataset, runs.first_stage, depth, clip=True)
+    shapes = [Query(q, *known.get(q, (0, 0))) for q, _ in sample]
 
     def run_batch(indices: list[int]) -> None:
         pairs = [pair for i in indices for pair in pairs_of(sample[i])]
