@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.errors import ModelError, problem
-from evalkit.models.encoders import run_with_backoff
 from evalkit.rerank.base import Pair
+from evalkit.rerank.cross_encoder import pair_token_lengths, score_longest_first
 
 log = logging.getLogger(__name__)
 
@@ -223,26 +223,9 @@ class OnnxCrossEncoderReranker:
         self.device = "cpu"
 
     def token_lengths(self, pairs: Sequence[Pair]) -> np.ndarray:
-        if not pairs:
-            return np.zeros(0, dtype=np.int64)
-        encoded = self.tokenizer(
-            [q for q, _ in pairs],
-            [d for _, d in pairs],
-            truncation=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )
-        return np.fromiter((len(x) for x in encoded["input_ids"]), dtype=np.int64)
+        return pair_token_lengths(self.tokenizer, pairs)
 
     def score(self, pairs, on_done=None, lengths=None, progress=None) -> np.ndarray:
-        if not pairs:
-            return np.zeros(0, dtype=np.float32)
-        if lengths is None:
-            lengths = self.token_lengths(pairs)
-        order = np.argsort(-np.asarray(lengths), kind="stable")
-        ordered = [pairs[i] for i in order]
-
         def compute(chunk, batch_size):
             out = []
             for start in range(0, len(chunk), batch_size):
@@ -253,16 +236,9 @@ class OnnxCrossEncoderReranker:
                 out.append(np.asarray(self.runtime.run(feeds), dtype=np.float32).reshape(-1))
             return np.concatenate(out)
 
-        def done(start, values):
-            if progress is not None:
-                progress(len(values))
-            if on_done is not None:
-                on_done([int(order[i]) for i in range(start, start + len(values))], values)
-
-        sorted_scores = run_with_backoff(ordered, self.batch_size, compute, done)
-        scores = np.empty(len(pairs), dtype=np.float32)
-        scores[order] = sorted_scores
-        return scores
+        if lengths is None:
+            lengths = self.token_lengths(pairs)
+        return score_longest_first(pairs, lengths, self.batch_size, compute, on_done, progress)
 
 
 class OnnxBiEncoder:

@@ -43,33 +43,13 @@ class CrossEncoderReranker:
 
     def token_lengths(self, pairs: Sequence[Pair]) -> np.ndarray:
         """Untruncated token count of each pair (special tokens included)."""
-        if not pairs:
-            return np.zeros(0, dtype=np.int64)
-        encoded = self.model.tokenizer(
-            [q for q, _ in pairs],
-            [d for _, d in pairs],
-            truncation=False,
-            add_special_tokens=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )
-        return np.fromiter(
-            (len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(pairs)
-        )
+        return pair_token_lengths(self.model.tokenizer, pairs)
 
     def score(
         self, pairs: Sequence[Pair], on_done=None, lengths: np.ndarray | None = None, progress=None
     ) -> np.ndarray:
         """Raw fp32 logits for ``pairs`` (in input order), computed longest-first."""
         import torch
-
-        if not pairs:
-            return np.zeros(0, dtype=np.float32)
-        if lengths is None:
-            lengths = self.token_lengths(pairs)
-        order = np.argsort(-lengths, kind="stable")
-        ordered = [pairs[i] for i in order]
 
         def compute(chunk, batch_size):
             logits = self.model.predict(
@@ -82,13 +62,50 @@ class CrossEncoderReranker:
             )
             return logits.float().cpu().numpy()
 
-        def done(start, values):
-            if progress is not None:
-                progress(len(values))
-            if on_done is not None:
-                on_done([order[i] for i in range(start, start + len(values))], values)
+        if lengths is None:
+            lengths = self.token_lengths(pairs)
+        return score_longest_first(pairs, lengths, self.batch_size, compute, on_done, progress)
 
-        scores_sorted = run_with_backoff(ordered, self.batch_size, compute, done)
-        scores = np.empty(len(pairs), dtype=np.float32)
-        scores[order] = scores_sorted
-        return scores
+
+def pair_token_lengths(tokenizer, pairs: Sequence[Pair]) -> np.ndarray:
+    """Untruncated token count of each (query, passage) pair, special tokens included."""
+    if not pairs:
+        return np.zeros(0, dtype=np.int64)
+    encoded = tokenizer(
+        [q for q, _ in pairs],
+        [d for _, d in pairs],
+        truncation=False,
+        add_special_tokens=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+        verbose=False,
+    )
+    return np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(pairs))
+
+
+def score_longest_first(
+    pairs: Sequence[Pair],
+    lengths: np.ndarray,
+    batch_size: int,
+    compute,
+    on_done=None,
+    progress=None,
+) -> np.ndarray:
+    """Score ``pairs`` longest first with ``compute(chunk, batch_size)`` (batches of similar
+    length pad little; OOM halves the batch), reporting finished chunks to ``on_done`` with
+    their input indices; scores come back in input order."""
+    if not pairs:
+        return np.zeros(0, dtype=np.float32)
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    ordered = [pairs[i] for i in order]
+
+    def done(start, values):
+        if progress is not None:
+            progress(len(values))
+        if on_done is not None:
+            on_done([int(order[i]) for i in range(start, start + len(values))], values)
+
+    scores_sorted = run_with_backoff(ordered, batch_size, compute, done)
+    scores = np.empty(len(pairs), dtype=np.float32)
+    scores[order] = scores_sorted
+    return scores
