@@ -16,9 +16,9 @@ import pytest
 from evalkit.errors import ConfigError, ServiceError
 from evalkit.io import read_trec_run
 from evalkit.rerank.http import HttpReranker
-from tests.conftest import TOY
 from tests.rerank_server import RerankServer
 from tests.test_e2e import evalkit_cli, evalkit_run
+from tests.test_run_file import overrides
 
 PAIRS = [
     ("wing flutter", "flutter of a swept wing"),
@@ -100,19 +100,6 @@ def test_an_unreachable_endpoint_is_retried_then_named():
 
 
 # --- through evalkit-run, evalkit-report and evalkit-decide ----------------------------
-
-
-def overrides(tmp_path, *extra):
-    return [
-        "dataset=local",
-        f"dataset.path={TOY}",
-        f"cache.dir={tmp_path / 'cache'}",
-        "show_progress=false",
-        "latency.max_queries=4",
-        "latency.warmup=0",
-        "pipeline.depth=5",
-        *extra,
-    ]
 
 
 def http_settings(server, *extra):

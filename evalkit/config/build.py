@@ -234,14 +234,13 @@ def _build_cross_encoder(config: Config):
     )
     from sentence_transformers import CrossEncoder
 
+    dtype = rr.dtype
     if rr.backend != "torch":
         from evalkit.models.onnx import require
 
         require(rr.backend)
-        device = "cpu"  # the ONNX Runtime / OpenVINO backends run on the CPU
-    model_kwargs: dict = {"torch_dtype": resolve_dtype(rr.dtype, device)}
-    if rr.backend != "torch":
-        model_kwargs["torch_dtype"] = resolve_dtype("fp32", device)
+        device, dtype = "cpu", "fp32"  # ONNX Runtime / OpenVINO: the fp32 model on the CPU
+    model_kwargs: dict = {"torch_dtype": resolve_dtype(dtype, device)}
     try:
         model = load_quietly(
             lambda: CrossEncoder(
