@@ -57,10 +57,10 @@ def main() -> None:
     import torch
     from sentence_transformers import CrossEncoder
 
+    from evalkit.measure.online import cuda_synchronizer, measure_online
     from evalkit.models.encoders import run_with_backoff
     from evalkit.models.loading import build_random_model
     from evalkit.rerank.cross_encoder import CrossEncoderReranker
-    from evalkit.timing import cuda_synchronizer, measure_online
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=None)

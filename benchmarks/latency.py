@@ -22,9 +22,9 @@ from _common import CRANFIELD, compose, emit, machine
 
 from evalkit.config import build_retriever, build_scorer, validate
 from evalkit.data import load_dataset
+from evalkit.measure.online import measure_online, pipeline_stages
 from evalkit.models.loading import architecture_file
 from evalkit.retrieve.base import doc_texts_by_id
-from evalkit.timing import measure_online, pipeline_stages
 
 # reranker config -> measured queries per depth (bge-reranker-v2-m3 is ~2 s per pair here)
 SAMPLES = {"minilm_l6": 3, "minilm_l12": 2, "jina_v2": 1, "bge_m3": 1}

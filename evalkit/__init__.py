@@ -6,7 +6,7 @@ The Python API does what the commands do and returns typed objects::
 
     result = evalkit.run(["dataset=cranfield", "reranker=biencoder_packaged",
                           "pipeline.depth=30"], "results/runs/bm25-mini")   # RunResult
-    results = evalkit.load("results/sweeps/quickstart")                    # [RunResult]
+    results = evalkit.measure.load("results/sweeps/quickstart")                    # [RunResult]
     report = evalkit.compare(results, metric="nDCG@10")                    # Report
     report.to_dataframe()                                                  # tidy table
     decision = evalkit.decide(report, p95_ms=500)                          # Decision
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 __version__ = "0.2.0"
 
 if TYPE_CHECKING:
-    from evalkit.decision import Decision
-    from evalkit.report import Report
+    from evalkit.analysis.decision import Decision
+    from evalkit.analysis.report import Report
     from evalkit.results import RunResult
 
 __all__ = ["__version__", "compare", "compose", "decide", "load", "run"]
@@ -34,17 +34,9 @@ __all__ = ["__version__", "compare", "compose", "decide", "load", "run"]
 
 def compose(overrides: Sequence[str] = ()):
     """The configuration ``evalkit-run OVERRIDES`` would run (a Hydra ``DictConfig``)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from evalkit.config.compose import compose as compose_config
 
-    import evalkit.config  # noqa: F401 - registers the schema with Hydra
-    from evalkit.cli import CONF_DIR, hydra_errors
-
-    with (
-        hydra_errors(list(overrides)),
-        initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"),
-    ):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+    return compose_config(overrides)
 
 
 def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> RunResult:
@@ -57,10 +49,14 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     Returns:
         The :class:`~evalkit.results.RunResult` (also saved in ``output_dir``).
     """
-    from evalkit.runner import default_folder, run_experiment
+    from evalkit.analysis.run_plots import write_run_plots
+    from evalkit.config.compose import default_folder
+    from evalkit.runner import run_experiment
 
     cfg = compose(overrides)
-    return run_experiment(cfg, Path(output_dir) if output_dir else default_folder(cfg))
+    result = run_experiment(cfg, Path(output_dir) if output_dir else default_folder(cfg))
+    write_run_plots(result)
+    return result
 
 
 def load(path: str | Path) -> list[RunResult]:
@@ -76,8 +72,8 @@ def compare(
     baseline: str = "auto",
     bootstrap: int = 2000,
 ) -> Report:
-    """Compare systems with CIs and paired significance tests (see :mod:`evalkit.report`)."""
-    from evalkit.report import compare as compare_systems
+    """Compare systems with CIs and paired significance tests (:mod:`evalkit.analysis.report`)."""
+    from evalkit.analysis.report import compare as compare_systems
 
     return compare_systems(results, metric, baseline, bootstrap)
 
@@ -96,8 +92,8 @@ def decide(
 ) -> Decision:
     """Recommend a configuration under a latency / QPS budget, or "skip reranking";
     ``selective=True`` adds the best per-query reranking policy."""
-    from evalkit.decision import Budget
-    from evalkit.decision import decide as decide_budget
+    from evalkit.analysis.decision import Budget
+    from evalkit.analysis.decision import decide as decide_budget
 
     budget = Budget(
         p95_ms, qps, metric, min_gain, alpha, dataset, selective, max_usd_per_1k, replicas

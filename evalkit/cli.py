@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import logging
 import os
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from evalkit.errors import ConfigError, EvalkitError, problem
+from evalkit.config.compose import CONF_DIR, precheck
+from evalkit.errors import EvalkitError
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 ERROR_LOG = "evalkit-error.log"
 log = logging.getLogger("evalkit")
 
@@ -73,115 +71,6 @@ def guarded(body: Callable[[], object], verbose: bool, log_dir: Path | None = No
 
 # --- evalkit-run -------------------------------------------------------------------------
 
-HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp"}
-HYDRA_FLAGS_WITH_VALUE |= {"--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
-
-
-def _overrides(argv: list[str]) -> list[str]:
-    """The config overrides among ``evalkit-run``'s arguments (not Hydra's own flags)."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in HYDRA_FLAGS_WITH_VALUE:
-            skip = True
-            continue
-        if arg.startswith("-") or arg.lstrip("+~").startswith(("hydra.", "hydra/")):
-            continue
-        out.append(arg)
-    return out
-
-
-def _group_options(group: str) -> list[str]:
-    folder = EXPERIMENTS_DIR if group == "experiments" else CONF_DIR / group
-    return sorted(p.stem for p in folder.glob("*.yaml"))
-
-
-def _known_keys() -> list[str]:
-    from dataclasses import fields, is_dataclass
-
-    from evalkit.config.schema import Config
-
-    keys = []
-    for f in fields(Config):
-        default = f.default_factory() if callable(f.default_factory) else f.default
-        if is_dataclass(default):
-            keys += [f"{f.name}.{g.name}" for g in fields(default)]
-        else:
-            keys.append(f.name)
-    return keys
-
-
-def _hydra_message(error: Exception, overrides: list[str]) -> str:
-    """One line for a Hydra composition error, naming the key or option and the choices."""
-    text = str(error)
-    for item in overrides:
-        key, _, value = item.lstrip("+~").partition("=")
-        if "/" in key or "." in key:
-            continue
-        options = _group_options(key)
-        if options:
-            for choice in value.split(","):
-                if choice and choice not in options:
-                    return problem(
-                        f"unknown option '{choice}' for {key}",
-                        key,
-                        f"choose one of {options}",
-                    )
-    for item in overrides:
-        key = item.lstrip("+~").partition("=")[0]
-        if "." in key and key not in _known_keys():
-            close = difflib.get_close_matches(key, _known_keys(), n=1)
-            hint = f"did you mean {close[0]}?" if close else "evalkit-run --cfg job lists every key"
-            return problem(f"unknown config key '{key}'", key, hint)
-    first = next((line for line in text.splitlines() if line.strip()), type(error).__name__)
-    return problem(f"invalid overrides: {first}", fix="evalkit-run --cfg job lists every key")
-
-
-@contextlib.contextmanager
-def hydra_errors(overrides: list[str] | None = None) -> Iterator[None]:
-    """Turn Hydra's composition errors into a one-line :class:`ConfigError`."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        yield
-    except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(_hydra_message(error, overrides or [])) from None
-
-
-def precheck(argv: list[str]) -> None:
-    """Compose and validate what ``evalkit-run ARGS`` would run, before Hydra starts:
-    every value of every swept setting is tried (the others at their first value), so a
-    typo in a sweep fails at once, in one line, not in job 7 of 12."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    import evalkit
-    from evalkit.config import validate
-
-    overrides = _overrides(argv)
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as error:  # Hydra's grammar errors
-        raise ConfigError(_hydra_message(error, overrides)) from None
-    firsts, variants = [], []
-    for item in parsed:
-        if item.is_sweep_override():
-            values = list(item.sweep_string_iterator())
-            firsts.append(f"{item.get_key_element()}={values[0]}")
-            variants.append((len(firsts) - 1, item.get_key_element(), values[1:]))
-        else:
-            firsts.append(item.input_line)
-    combos = [firsts]
-    for index, key, values in variants:
-        for value in values:
-            combo = list(firsts)
-            combo[index] = f"{key}={value}"
-            combos.append(combo)
-    for combo in combos:
-        validate(evalkit.compose(combo))
-
 
 def _remove_if_empty(folder: Path) -> None:
     with contextlib.suppress(OSError):
@@ -220,14 +109,17 @@ def run_main() -> None:
 
 
 def _run_one(cfg, folder: Path) -> float | None:
+    from evalkit.analysis.summary import print_summary
     from evalkit.runner import encode_shards, run_experiment
-    from evalkit.summary import print_summary
 
     if cfg.retriever.get("shard_job"):
         summary = encode_shards(cfg, folder)
         print(f"encoded {summary['encoded']} in {summary['seconds']:.1f}s -> {folder}")
         return None
+    from evalkit.analysis.run_plots import write_run_plots
+
     result = run_experiment(cfg, folder)
+    write_run_plots(result)
     print_summary(result)
     stage = result.metrics.get("reranked") or result.metrics["first_stage"]
     return next(iter(stage.values()))
@@ -254,7 +146,7 @@ def report_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def body():
-        from evalkit.report import build_report
+        from evalkit.analysis.report import build_report
 
         started = time.perf_counter()
         out = build_report(args.results_dir, args.out, args.baseline, args.metric, args.bootstrap)

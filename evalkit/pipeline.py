@@ -5,9 +5,9 @@
 * :meth:`TwoStage.run` - the batched evaluation pass over every query (offline
   throughput: docs/s indexing, queries/s search, pairs/s reranking);
 * :meth:`TwoStage.online_stages` - the same system as per-query stages for the online
-  latency pass (:func:`evalkit.timing.measure_online`);
-* :meth:`TwoStage.pair_throughput` - the one definition of sustained pairs/s: a seeded
-  sample of the run's own top-``depth`` pairs, scored without the cache.
+  latency pass (:func:`evalkit.measure.online.measure_online`);
+
+Measuring is not the pipeline's job: :mod:`evalkit.measure` times these stages.
 """
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from evalkit.cache import PairScoreCache, cached_file, digest, texts_digest
 from evalkit.rerank.base import Reranker, head_pairs
 from evalkit.rerank.engine import rerank
-from evalkit.retrieve.base import document_texts, exclude_self_matches, query_texts_by_id
-from evalkit.selective import Policy
-from evalkit.timing import Clock, Stage
-from evalkit.types import QUERY_ID, Dataset, check_run
+from evalkit.rerank.policy import Policy
+from evalkit.retrieve.base import document_texts, exclude_self_matches
+from evalkit.types import QUERY_ID, Dataset, Stage, check_run
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +53,7 @@ class TwoStage:
         pair_cache: optional pair-score cache.
         run_cache_dir: optional folder for cached first-stage runs (keyed by the retriever's
             fingerprint + corpus + queries + k).
-        policy: optional per-query rule (:class:`~evalkit.selective.Policy`): only queries
+        policy: optional per-query rule (:class:`~evalkit.rerank.policy.Policy`): only queries
             it selects are reranked, the others keep their first-stage ranking.
     """
 
@@ -148,7 +146,7 @@ class TwoStage:
         queries = set(run[QUERY_ID].astype(str))
         if self.policy is None:
             return queries
-        from evalkit.selective import first_stage_features
+        from evalkit.rerank.policy import first_stage_features
 
         features = first_stage_features(run)
         if self.policy.needs_corpus:
@@ -158,7 +156,7 @@ class TwoStage:
 
     def _features_of(self, dataset: Dataset | None) -> pd.DataFrame:
         if self._query_features is None:
-            from evalkit.selective import query_features
+            from evalkit.rerank.policy import query_features
 
             self._query_features = query_features(dataset.queries, document_texts(dataset.corpus))
         return self._query_features
@@ -243,45 +241,6 @@ class TwoStage:
 
             stages.append(("rerank", rerank_one))
         return stages
-
-    def pair_throughput(
-        self,
-        run: pd.DataFrame,
-        queries: pd.DataFrame,
-        doc_text: dict[str, str],
-        pairs: int,
-        seed: int = 0,
-        clock: Clock = time.perf_counter_ns,
-        synchronize=None,
-    ) -> dict:
-        """Sustained pairs/s of the reranker: the one measurement report and decide use.
-
-        A seeded uniform sample of ``pairs`` of the run's own top-``depth`` pairs (every
-        query's candidates can be drawn, so the length mix is the run's), scored in the
-        reranker's batch mode without the cache, after a short warm-up.
-        """
-        if self.scorer is None:
-            return {}
-        _, all_pairs, _ = head_pairs(run, query_texts_by_id(queries), doc_text, self.depth)
-        if not all_pairs:
-            return {}
-        rng = np.random.default_rng(seed)
-        chosen = rng.choice(len(all_pairs), size=min(pairs, len(all_pairs)), replace=False)
-        sample = [all_pairs[i] for i in np.sort(chosen)]
-        sync = synchronize or (lambda: None)
-        self.scorer.score(sample[: min(len(sample), 16)])  # warm-up
-        sync()
-        start = clock()
-        self.scorer.score(sample)
-        sync()
-        seconds = (clock() - start) / 1e9
-        return {
-            "rerank_pairs_per_second": len(sample) / seconds if seconds else None,
-            "rerank_pairs_per_second_source": (
-                f"{len(sample)} of the run's own top-{self.depth} pairs (seeded sample), "
-                "scored without the cache"
-            ),
-        }
 
 
 def _read_run(path: Path) -> pd.DataFrame:

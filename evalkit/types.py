@@ -11,6 +11,7 @@ doc id descending. :func:`rank_run` applies it; everything that orders documents
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,10 @@ RANK = "rank"
 RELEVANCE = "relevance"
 RUN_COLUMNS = (QUERY_ID, DOC_ID, SCORE)
 QRELS_COLUMNS = (QUERY_ID, DOC_ID, RELEVANCE)
+
+Clock = Callable[[], int]  # nanoseconds, e.g. time.perf_counter_ns
+# A stage takes the previous stage's output (the query for the first) and returns its own.
+Stage = tuple[str, Callable[[object], object]]
 
 
 @dataclass(frozen=True)

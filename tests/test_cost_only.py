@@ -77,6 +77,10 @@ def test_full_size_minilm_l6_cost_only_run_marks_quality_not_meaningful(tmp_path
     assert result.identity.reranked  # a two-stage system whose quality was not measured
     latency = json.loads((tmp_path / "cost" / "latency.json").read_text())
     assert [point["depth"] for point in latency["depth_curve"]] == [1, 2]
+    assert not (tmp_path / "cost" / "latency_vs_depth.png").exists()  # records never draw
+    from evalkit.analysis.run_plots import write_run_plots
+
+    write_run_plots(result)  # the API and the CLI draw after saving
     assert (tmp_path / "cost" / "latency_vs_depth.png").is_file()
     assert "rerank" in (tmp_path / "cost" / "latency_vs_depth.csv").read_text()
     offline = latency["offline"]

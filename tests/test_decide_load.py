@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from evalkit.decision import Budget, decide
+from evalkit.analysis.decision import Budget, decide
 from evalkit.errors import ConfigError
 from tests.fakeruns import make_run
 from tests.test_report import BASE, BETTER

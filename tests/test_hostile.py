@@ -188,7 +188,7 @@ def test_a_checkpoint_without_a_head_scores_the_same_every_run(tmp_path, minilm_
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 BREAK = {  # a function each command calls, patched to fail unexpectedly
     "evalkit-run": ("evalkit.runner.run_experiment", ["dataset=cranfield", "reranker=none"]),
-    "evalkit-report": ("evalkit.report.build_report", ["RESULTS"]),
+    "evalkit-report": ("evalkit.analysis.report.build_report", ["RESULTS"]),
     "evalkit-decide": ("evalkit.decide", ["RESULTS", "--p95-ms", "10"]),
     "evalkit-cache": ("evalkit.cache.cache_sizes", ["info"]),
 }
@@ -269,7 +269,7 @@ HTTP = ["reranker=http", "reranker.model=m", "reranker.url=http://x"]
         ),
         (
             ["reranker=python", "reranker.target=a.b:c", "reranker.backend=onnx"],
-            "runs cross-encoders and bi-encoders, not reranker.kind=python",
+            "reranker.backend=onnx does not run reranker.kind=python (it runs on ['torch'])",
         ),
         (["reranker.price_per_1k_searches=-2"], "reranker.price_per_1k_searches must be >= 0.0"),
         (["dataset=hub"], "dataset.source=hub needs dataset.hub_id"),

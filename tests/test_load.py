@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evalkit.load import Batching, Query, VirtualClock, poisson_arrivals, serve, summarise
-from evalkit.simulate import ServiceModel, predict, simulate
+from evalkit.measure.load import Batching, Query, VirtualClock, poisson_arrivals, serve, summarise
+from evalkit.measure.simulate import ServiceModel, predict, simulate
 
 
 def fixed_service(clock: VirtualClock, seconds: float):
@@ -101,7 +101,7 @@ def test_at_one_replica_the_simulator_is_the_server(qps):
 
 
 def test_the_service_model_recovers_known_costs():
-    from evalkit.load import BatchRecord
+    from evalkit.measure.load import BatchRecord
 
     rng = np.random.default_rng(0)
     batches = []

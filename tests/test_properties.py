@@ -149,7 +149,7 @@ def test_config_values_are_valid_or_refused_naming_the_key(composed, key, value)
     min_gain=numbers,
 )
 def test_budget_is_valid_or_a_clear_error(p95, qps, alpha, min_gain):
-    from evalkit.decision import Budget
+    from evalkit.analysis.decision import Budget
 
     try:
         budget = Budget(p95, qps, "nDCG@10", min_gain, alpha)

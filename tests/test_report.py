@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from evalkit.decision import Budget, decide
+from evalkit.analysis.decision import Budget, decide
+from evalkit.analysis.plots import pareto_frontier
+from evalkit.analysis.report import build_report, compare, format_cell, label_systems
+from evalkit.analysis.stats import bootstrap_ci, compare_paired, holm
 from evalkit.errors import ConfigError, DataError
-from evalkit.plots import pareto_frontier
-from evalkit.report import build_report, compare, format_cell, label_systems
-from evalkit.stats import bootstrap_ci, compare_paired, holm
 from tests.fakeruns import make_run
 
 RNG = np.random.default_rng(7)

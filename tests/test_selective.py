@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalkit.selective import (
+from evalkit.analysis.selective import (
     Costs,
     curve,
     deploy_threshold,

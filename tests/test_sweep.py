@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from evalkit.decision import Budget, decide
-from evalkit.report import build_report, compare
+from evalkit.analysis.decision import Budget, decide
+from evalkit.analysis.report import build_report, compare
 from evalkit.results import find_results
 from tests.conftest import CRANFIELD, REPO, TOY, build_tiny_cross_encoder
 from tests.test_e2e import evalkit_run

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from evalkit.timing import measure_online, summarize
+from evalkit.measure.online import measure_online, summarize
+from evalkit.measure.throughput import pair_throughput
 
 
 class FakeClock:
@@ -119,14 +120,14 @@ def test_pair_throughput_times_a_sample_of_the_runs_own_head_pairs():
     doc_text = dict(zip("abcde", "vwxyz", strict=True))
     scorer = Scorer()
     pipeline = TwoStage(retriever=None, scorer=scorer, depth=4)
-    result = pipeline.pair_throughput(run, queries, doc_text, pairs=3, clock=clock)
+    result = pair_throughput(pipeline, run, queries, doc_text, pairs=3, clock=clock)
     timed = scorer.scored[1]
     assert len(scorer.scored[0]) == 3 and len(timed) == 3  # warm-up, then the timed sample
     assert {d for _, d in timed} <= {"v", "w", "x", "y"}  # only the top-4 head, never "z"
     assert result["rerank_pairs_per_second"] == pytest.approx(500.0)
     assert "3 of the run's own top-4 pairs" in result["rerank_pairs_per_second_source"]
     again = TwoStage(retriever=None, scorer=Scorer(), depth=4)
-    again.pair_throughput(run, queries, doc_text, pairs=3, clock=FakeClock())
+    pair_throughput(again, run, queries, doc_text, pairs=3, clock=FakeClock())
     assert again.scorer.scored[1] == timed  # seeded: the same sample every run
 
 
@@ -143,7 +144,7 @@ def test_latency_budget_stops_the_loop_but_measures_at_least_one_query():
 def test_p95_confidence_interval_from_order_statistics():
     from scipy.stats import binom
 
-    from evalkit.timing import quantile_ci
+    from evalkit.measure.online import quantile_ci
 
     values = [float(i) for i in range(1, 201)]
     low, high = quantile_ci(values)

@@ -1,103 +1,119 @@
-"""The one place where configs become objects: retrievers, rerankers, the pipeline.
+"""The one place where configs become objects: retrievers and rerankers, by registry.
 
-Every model evalkit runs is constructed here from a validated
-:class:`~evalkit.config.schema.Config`; nothing else instantiates models from settings.
-Each object receives everything it needs (fingerprint, device) in its constructor.
+:func:`build_retriever` and :func:`build_scorer` look the configured kind up in
+:mod:`evalkit.config.registry` and call its builder with the validated
+:class:`~evalkit.config.schema.Config`. The builders of the local models live here; a
+kind of its own (HTTP, ColBERT, a plugin) has its builder beside its class. Each object
+receives everything it needs (fingerprint, device) in its constructor.
 """
 
 from __future__ import annotations
 
 import logging
 
+from evalkit.config.registry import RERANKERS, RETRIEVERS
 from evalkit.config.schema import Config, RerankerConfig, RetrieverConfig, cache_dir
-from evalkit.errors import ModelError, problem
 
 log = logging.getLogger(__name__)
 
 
-def model_fingerprint(section: RetrieverConfig | RerankerConfig, path: str, extra: str) -> str:
-    """Cache identity of a model and the settings that change its outputs."""
-    from evalkit.models.loading import dtype_name, fingerprint, resolve_device, resolve_dtype
-
-    dtype = dtype_name(resolve_dtype(section.dtype, resolve_device(section.device)))
-    backend = section.backend if isinstance(section, RerankerConfig) else "torch"
-    if backend != "torch":  # the CPU runtimes run the fp32 export, or its int8 quantisation
-        dtype, backend = "fp32", f"{backend}-{section.quantize}"
-    return "|".join(
-        [fingerprint(path, section.revision), dtype, backend, str(section.max_length), extra]
-    )
+def build_retriever(config: Config):
+    """Build the first stage named by ``config.retriever.kind``."""
+    return RETRIEVERS.get(config.retriever.kind).build(config)
 
 
-def _model_error(section: str, model: str, error: Exception) -> ModelError:
-    from evalkit.models.hub import offline_fix
-
-    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return ModelError(
-        problem(
-            f"cannot load {section}.model '{model}': {first}", f"{section}.model", offline_fix()
-        )
-    )
+def build_scorer(config: Config):
+    """Build the second stage named by ``config.reranker.kind``: a
+    :class:`~evalkit.rerank.base.Reranker`, or None for ``reranker=none``."""
+    return RERANKERS.get(config.reranker.kind).build(config)
 
 
 def build_bi_encoder(rc: RetrieverConfig | RerankerConfig, section: str, config: Config):
     """A sentence-transformers bi-encoder (hub id, local folder, packaged, or random)."""
-    from evalkit.models.encoders import BiEncoder
-    from evalkit.models.loading import (
-        load_quietly,
-        resolve_device,
-        resolve_dtype,
-        resolve_model_path,
-    )
-
-    device = resolve_device(rc.device)
-    path = resolve_model_path(rc.model, rc.weights, "bi_encoder", cache_dir(config), section)
     from sentence_transformers import SentenceTransformer
 
-    try:
-        model = load_quietly(
-            lambda: SentenceTransformer(
-                path,
-                device=device,
-                revision=rc.revision,
-                trust_remote_code=rc.trust_remote_code,
-                model_kwargs={"torch_dtype": resolve_dtype(rc.dtype, device)},
-            ),
-            config.seed,
-        )
-    except (OSError, ValueError) as error:
-        raise _model_error(section, rc.model, error) from None
+    from evalkit.models.encoders import BiEncoder
+    from evalkit.models.loading import load_model, resolve_device, resolve_dtype
+    from evalkit.models.loading import resolve_model_path as model_path
+
+    device = resolve_device(rc.device)
+    path = model_path(rc.model, rc.weights, "bi_encoder", cache_dir(config), section)
+    model = load_model(
+        lambda: SentenceTransformer(
+            path,
+            device=device,
+            revision=rc.revision,
+            trust_remote_code=rc.trust_remote_code,
+            model_kwargs={"torch_dtype": resolve_dtype(rc.dtype, device)},
+        ),
+        config.seed,
+        section,
+        rc.model,
+    )
     if rc.max_length:
         model.max_seq_length = rc.max_length
     return BiEncoder(model, batch_size=rc.batch_size, show_progress=config.show_progress), path
 
 
-def build_retriever(config: Config):
-    """Build the first stage named by ``config.retriever``."""
+# --- first stages --------------------------------------------------------------------------
+
+
+def build_run_file(config: Config):
+    from evalkit.retrieve.run_file import RunFileRetriever
+
+    return RunFileRetriever(config.retriever.path)
+
+
+def build_top_ranked(config: Config):
+    from evalkit.data.sources import candidates_path
+    from evalkit.retrieve.run_file import RunFileRetriever
+
+    return RunFileRetriever(candidates_path(config.dataset, cache_dir(config)))
+
+
+def build_bm25(config: Config):
+    from evalkit.retrieve.bm25 import BM25Retriever
+
     rc = config.retriever
-    if rc.kind in ("run_file", "top_ranked"):
-        from evalkit.retrieve.run_file import RunFileRetriever
+    return BM25Retriever(
+        k1=rc.k1,
+        b=rc.b,
+        method=rc.method,
+        stemmer=rc.stemmer,
+        stopwords=rc.stopwords,
+        show_progress=config.show_progress,
+        index_dir=cache_dir(config) / "bm25" if config.cache.enabled else None,
+    )
 
-        if rc.kind == "run_file":
-            return RunFileRetriever(rc.path)
-        from evalkit.data.sources import candidates_path
 
-        return RunFileRetriever(candidates_path(config.dataset, cache_dir(config)))
-    if rc.kind == "bm25":
-        from evalkit.retrieve.bm25 import BM25Retriever
-
-        return BM25Retriever(
-            k1=rc.k1,
-            b=rc.b,
-            method=rc.method,
-            stemmer=rc.stemmer,
-            stopwords=rc.stopwords,
-            show_progress=config.show_progress,
-            index_dir=cache_dir(config) / "bm25" if config.cache.enabled else None,
-        )
+def build_dense(config: Config):
+    from evalkit.models.loading import model_fingerprint
     from evalkit.retrieve.dense import DenseRetriever
 
+    rc = config.retriever
     encoder, path = build_bi_encoder(rc, "retriever", config)
     model_key = model_fingerprint(rc, path, f"dense|{rc.query_prefix}|{rc.passage_prefix}")
+    corpus_embeddings, index_builder = _dense_caches(config, encoder, model_key)
+    return DenseRetriever(
+        encoder.encode,
+        rc.query_prefix,
+        rc.passage_prefix,
+        chunk_size=rc.chunk_size,
+        corpus_embeddings=corpus_embeddings,
+        index=rc.index,
+        exact_max_docs=rc.exact_max_docs,
+        index_builder=index_builder,
+        nprobe=rc.ivf_nprobe,
+        ef_search=rc.hnsw_ef_search,
+        fingerprint=model_key,
+        device=str(encoder.model.device),
+    )
+
+
+def _dense_caches(config: Config, encoder, model_key: str):
+    """The corpus-embedding and FAISS-index functions of a dense retriever, cached by the
+    model's fingerprint and the corpus texts (uncached with ``cache.enabled=false``)."""
+    rc = config.retriever
     folder = cache_dir(config) / "embeddings"
     corpus_key: dict[str, str] = {}
 
@@ -126,202 +142,87 @@ def build_retriever(config: Config):
         key = f"{model_key}|{corpus_key.get('texts')}|{matrix.shape}"
         return cached_index(folder, key, matrix, kind, **params)
 
-    return DenseRetriever(
-        encoder.encode,
-        rc.query_prefix,
-        rc.passage_prefix,
-        chunk_size=rc.chunk_size,
-        corpus_embeddings=corpus_embeddings,
-        index=rc.index,
-        exact_max_docs=rc.exact_max_docs,
-        index_builder=index_builder,
-        nprobe=rc.ivf_nprobe,
-        ef_search=rc.hnsw_ef_search,
-        fingerprint=model_key,
-        device=str(encoder.model.device),
-    )
+    return corpus_embeddings, index_builder
 
 
-def build_scorer(config: Config):
-    """Build the second stage named by ``config.reranker``: a
-    :class:`~evalkit.rerank.base.Reranker`, or None for ``reranker=none``."""
+# --- second stages -------------------------------------------------------------------------
+
+
+def build_biencoder_reranker(config: Config):
+    from evalkit.models.loading import model_fingerprint
+    from evalkit.rerank.biencoder import BiEncoderReranker
+
     rr = config.reranker
-    if rr.kind == "none":
-        return None
-    if rr.kind == "python":
-        return _build_python_reranker(rr.target)
-    if rr.kind == "http":
-        from evalkit.rerank.http import HttpReranker
+    encoder, path = build_bi_encoder(rr, "reranker", config)
+    fingerprint = model_fingerprint(rr, path, f"biencoder|{rr.query_prefix}|{rr.passage_prefix}")
+    if rr.backend != "torch":
+        from evalkit.rerank.onnx import onnx_bi_encoder
 
-        return HttpReranker(
-            rr.url,
-            rr.model,
-            dialect=rr.dialect,
-            api_key_env=rr.api_key_env,
-            max_documents=rr.max_documents,
-            concurrency=rr.concurrency,
-            timeout_s=rr.timeout_s,
-            max_retries=rr.max_retries,
-            backoff_s=rr.backoff_s,
-            seed=config.seed,
-        )
-    if rr.kind == "colbert":
-        from evalkit.rerank.colbert import build_colbert
-
-        return build_colbert(config)
-    if rr.kind == "biencoder":
-        from evalkit.rerank.biencoder import BiEncoderReranker
-
-        encoder, path = build_bi_encoder(rr, "reranker", config)
-        fingerprint = model_fingerprint(
-            rr, path, f"biencoder|{rr.query_prefix}|{rr.passage_prefix}"
-        )
-        if rr.backend != "torch":
-            encoder = _onnx_bi_encoder(encoder, rr, path, fingerprint, config)
-        return BiEncoderReranker(encoder, rr.query_prefix, rr.passage_prefix, fingerprint)
-    return _build_cross_encoder(config)
+        encoder = onnx_bi_encoder(encoder, rr, path, fingerprint, cache_dir(config))
+    return BiEncoderReranker(encoder, rr.query_prefix, rr.passage_prefix, fingerprint)
 
 
-def _build_python_reranker(target: str):
-    """``package.module:factory`` -> the object it returns, checked against the protocol."""
-    import importlib
-
-    from evalkit.errors import ConfigError
-    from evalkit.rerank.base import Reranker
-
-    module_name, _, attribute = target.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ConfigError(
-            problem(
-                f"cannot import reranker.target '{target}': {error}",
-                "reranker.target",
-                "make the module importable (installed, or on PYTHONPATH) and check the name",
-            )
-        ) from None
-    reranker = factory()
-    missing = [
-        name
-        for name in ("fingerprint", "max_length", "device", "token_lengths", "score")
-        if not hasattr(reranker, name)
-    ]
-    if missing or not isinstance(reranker, Reranker) or not str(reranker.fingerprint):
-        raise ConfigError(
-            problem(
-                f"reranker.target '{target}' returned a {type(reranker).__name__} without "
-                f"{missing or ['a non-empty fingerprint']}",
-                "reranker.target",
-                "see evalkit.rerank.base.Reranker for what a second stage provides",
-            )
-        )
-    return reranker
-
-
-def _build_cross_encoder(config: Config):
-    from evalkit.models.loading import (
-        load_quietly,
-        resolve_device,
-        resolve_dtype,
-        resolve_model_path,
-    )
+def build_cross_encoder_reranker(config: Config):
+    """A sentence-transformers CrossEncoder (raw logits), on torch or a CPU runtime."""
+    from evalkit.models.loading import model_fingerprint
     from evalkit.rerank.cross_encoder import CrossEncoderReranker
 
     rr = config.reranker
-    device = resolve_device(rr.device)
-    path = resolve_model_path(
-        rr.model, rr.weights, "cross_encoder", cache_dir(config), "reranker", config.seed
+    model, path = _load_cross_encoder(config)
+    head_seed = _head_seed(model, rr.model, config.seed)
+    fingerprint = model_fingerprint(rr, path, f"cross|{head_seed}")
+    if rr.backend != "torch":
+        from evalkit.rerank.onnx import onnx_cross_encoder
+
+        return onnx_cross_encoder(model, rr, path, head_seed, fingerprint, cache_dir(config))
+    return CrossEncoderReranker(
+        model, batch_size=rr.batch_size, show_progress=config.show_progress, fingerprint=fingerprint
     )
+
+
+def _load_cross_encoder(config: Config):
     from sentence_transformers import CrossEncoder
 
-    dtype = rr.dtype
+    from evalkit.models.loading import load_model, resolve_device, resolve_dtype
+    from evalkit.models.loading import resolve_model_path as model_path
+
+    rr = config.reranker
+    device, dtype = resolve_device(rr.device), rr.dtype
+    path = model_path(
+        rr.model, rr.weights, "cross_encoder", cache_dir(config), "reranker", config.seed
+    )
     if rr.backend != "torch":
-        from evalkit.models.onnx import require
+        from evalkit.rerank.onnx import require
 
         require(rr.backend)
         device, dtype = "cpu", "fp32"  # ONNX Runtime / OpenVINO: the fp32 model on the CPU
-    model_kwargs: dict = {"torch_dtype": resolve_dtype(dtype, device)}
-    try:
-        model = load_quietly(
-            lambda: CrossEncoder(
-                path,
-                device=device,
-                max_length=rr.max_length,
-                revision=rr.revision,
-                trust_remote_code=rr.trust_remote_code,
-                model_kwargs=model_kwargs,
-            ),
-            config.seed,
-        )
-    except (OSError, ValueError) as error:
-        raise _model_error("reranker", rr.model, error) from None
+    model = load_model(
+        lambda: CrossEncoder(
+            path,
+            device=device,
+            max_length=rr.max_length,
+            revision=rr.revision,
+            trust_remote_code=rr.trust_remote_code,
+            model_kwargs={"torch_dtype": resolve_dtype(dtype, device)},
+        ),
+        config.seed,
+        "reranker",
+        rr.model,
+    )
+    return model, path
+
+
+def _head_seed(model, name: str | None, seed: int) -> str:
+    """A checkpoint without a sequence-classification head gets a seeded random one: say
+    so, and key its scores by the seed."""
     architectures = list(getattr(model.config, "architectures", None) or [])
-    head_missing = bool(architectures) and not any(
-        "SequenceClassification" in a for a in architectures
+    if not architectures or any("SequenceClassification" in a for a in architectures):
+        return ""
+    log.warning(
+        "reranker '%s' is a %s checkpoint, not a cross-encoder (sequence classifier): its "
+        "relevance head is untrained (seeded with seed=%d) and scores are meaningless",
+        name,
+        architectures[0],
+        seed,
     )
-    if head_missing:
-        log.warning(
-            "reranker '%s' is a %s checkpoint, not a cross-encoder (sequence classifier): its "
-            "relevance head is untrained (seeded with seed=%d) and scores are meaningless",
-            rr.model,
-            architectures[0],
-            config.seed,
-        )
-    head_seed = f"head-seed{config.seed}" if head_missing else ""
-    fingerprint = model_fingerprint(rr, path, f"cross|{head_seed}")
-    if rr.backend != "torch":
-        from evalkit.models.loading import fingerprint as weights_fingerprint
-        from evalkit.models.onnx import OnnxCrossEncoderReranker, Runtime, cached_export
-
-        # the export depends on the weights only: ONNX Runtime and OpenVINO share it
-        key = f"{weights_fingerprint(path, rr.revision)}|cross|{head_seed}"
-        onnx_file = cached_export(
-            model.model, model.tokenizer, "logits", key, rr.quantize, cache_dir(config)
-        )
-        return OnnxCrossEncoderReranker(
-            Runtime(onnx_file, rr.backend),
-            model.tokenizer,
-            max_length=model.max_length,
-            batch_size=rr.batch_size,
-            fingerprint=fingerprint,
-        )
-    return CrossEncoderReranker(
-        model,
-        batch_size=rr.batch_size,
-        show_progress=config.show_progress,
-        fingerprint=fingerprint,
-    )
-
-
-def _onnx_bi_encoder(encoder, rr: RerankerConfig, path: str, fingerprint: str, config: Config):
-    """The bi-encoder's transformer from an ONNX export (pooling and normalisation kept)."""
-    from evalkit.models.onnx import (
-        OnnxBiEncoder,
-        Runtime,
-        cached_export,
-        require,
-        sentence_transformer_parts,
-    )
-
-    require(rr.backend)
-    from evalkit.models.loading import fingerprint as weights_fingerprint
-
-    network, pooling, normalize = sentence_transformer_parts(encoder.model)
-    tokenizer = encoder.model.tokenizer
-    onnx_file = cached_export(
-        network.float().cpu(),
-        tokenizer,
-        "last_hidden_state",
-        f"{weights_fingerprint(path, rr.revision)}|bi",
-        rr.quantize,
-        cache_dir(config),
-    )
-    return OnnxBiEncoder(
-        Runtime(onnx_file, rr.backend),
-        tokenizer,
-        max_length=encoder.max_length,
-        pooling=pooling,
-        normalize=normalize,
-        batch_size=rr.batch_size,
-        fingerprint=fingerprint,
-    )
+    return f"head-seed{seed}"

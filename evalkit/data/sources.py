@@ -64,45 +64,40 @@ def content_digest(dataset: Dataset) -> str:
 
 def dataset_folder(config: DatasetConfig, cache_dir: str | Path) -> Path:
     """The BEIR folder a dataset config reads (downloaded or converted into the cache
-    first when needed): every source ends as the same validated files."""
-    cache = Path(cache_dir)
-    if config.source == "local":
-        if not config.path:
-            raise ConfigError(
-                problem(
-                    "dataset=local needs a folder",
-                    "dataset.path",
-                    "add dataset.path=/path/to/beir/folder",
-                )
-            )
-        return Path(config.path).expanduser()
-    if config.source == "builtin":
-        return builtin_path(config.name)
-    if config.source == "beir":
+    first when needed): every source ends as the same validated files. The source is
+    looked up in :data:`evalkit.config.registry.SOURCES`."""
+    from evalkit.config.registry import SOURCES, resolve
+
+    kind = SOURCES.require(config)
+    return resolve(kind.builder)(config, Path(cache_dir))
+
+
+def local_folder(config: DatasetConfig, cache: Path) -> Path:
+    """``dataset=local``: the user's own BEIR folder, read where it is."""
+    return Path(config.path).expanduser()
+
+
+def builtin_folder(config: DatasetConfig, cache: Path) -> Path:
+    """A collection shipped with evalkit (``dataset=cranfield``)."""
+    return builtin_path(config.name)
+
+
+def beir_folder(config: DatasetConfig, cache: Path) -> Path:
+    """A BEIR zip, md5-checked and extracted once into the cache."""
+    return download_beir(config.name, config.url, config.md5, cache)
+
+
+def hub_folder(config: DatasetConfig, cache: Path) -> Path:
+    """A Hub repository through ``datasets``; its BEIR zip when the Hub cannot be reached."""
+    from evalkit.data.hub import fetch_hub
+
+    try:
+        return fetch_hub(config, cache)
+    except NetworkError as error:
         if not config.url:
-            raise ConfigError(problem("dataset.source=beir needs dataset.url", "dataset.url"))
+            raise
+        log.warning("%s; falling back to the BEIR zip %s", error, config.url)
         return download_beir(config.name, config.url, config.md5, cache)
-    if config.source == "hub":
-        from evalkit.data.hub import fetch_hub
-
-        try:
-            return fetch_hub(config, cache)
-        except NetworkError as error:
-            if not config.url:
-                raise
-            log.warning("%s; falling back to the BEIR zip %s", error, config.url)
-            return download_beir(config.name, config.url, config.md5, cache)
-    if config.source == "ir_datasets":
-        from evalkit.data.irds import fetch_irds
-
-        return fetch_irds(config, cache)
-    raise ConfigError(
-        problem(
-            f"unknown dataset.source '{config.source}'",
-            "dataset.source",
-            "use builtin, local, hub, beir or ir_datasets",
-        )
-    )
 
 
 def load_dataset(config: DatasetConfig, cache_dir: str | Path) -> Dataset:

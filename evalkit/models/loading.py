@@ -267,6 +267,39 @@ def load_quietly(load, seed: int = 0):
             transformers.utils.logging.enable_progress_bar()
 
 
+def load_model(load, seed: int, section: str, model: str | None):
+    """:func:`load_quietly`, with a loading failure (missing files, no network, a broken
+    checkpoint) turned into one :class:`ModelError` naming ``section.model`` and the
+    offline routes: the one place model-loading errors are worded."""
+    try:
+        return load_quietly(load, seed)
+    except (OSError, ValueError) as error:
+        raise model_error(section, model, error) from None
+
+
+def model_error(section: str, model: str | None, error: Exception) -> ModelError:
+    from evalkit.models.hub import offline_fix
+
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return ModelError(
+        problem(
+            f"cannot load {section}.model '{model}': {first}", f"{section}.model", offline_fix()
+        )
+    )
+
+
+def model_fingerprint(section, path: str, extra: str) -> str:
+    """Cache identity of a model and the settings that change its outputs (weights, dtype,
+    backend, max_length and ``extra``)."""
+    dtype = dtype_name(resolve_dtype(section.dtype, resolve_device(section.device)))
+    backend = getattr(section, "backend", "torch")
+    if backend != "torch":  # the CPU runtimes run the fp32 export, or its int8 quantisation
+        dtype, backend = "fp32", f"{backend}-{section.quantize}"
+    return "|".join(
+        [fingerprint(path, section.revision), dtype, backend, str(section.max_length), extra]
+    )
+
+
 def fingerprint(model_path: str, revision: str | None = None) -> str:
     """Identify model weights for caches: a content hash for local folders, else id@revision.
 

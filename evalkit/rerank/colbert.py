@@ -104,10 +104,10 @@ class ColbertReranker:
 def build_colbert(config):
     """``reranker=colbert``: a PyLate ColBERT from a hub id, a local folder, or random
     weights of the same architecture (``reranker=colbert_costonly``)."""
-    from evalkit.config.build import _model_error, model_fingerprint
     from evalkit.config.schema import cache_dir
     from evalkit.models.loading import (
-        load_quietly,
+        load_model,
+        model_fingerprint,
         resolve_device,
         resolve_dtype,
         resolve_model_path,
@@ -122,19 +122,18 @@ def build_colbert(config):
         rr.model, rr.weights, "bi_encoder", cache_dir(config), "reranker", config.seed
     )
     settings = {"document_length": rr.max_length} if rr.max_length else {}
-    try:
-        model = load_quietly(
-            lambda: models.ColBERT(
-                model_name_or_path=path,
-                device=device,
-                revision=rr.revision,
-                model_kwargs={"torch_dtype": resolve_dtype(rr.dtype, device)},
-                **settings,
-            ),
-            config.seed,
-        )
-    except (OSError, ValueError) as error:
-        raise _model_error("reranker", rr.model, error) from None
+    model = load_model(
+        lambda: models.ColBERT(
+            model_name_or_path=path,
+            device=device,
+            revision=rr.revision,
+            model_kwargs={"torch_dtype": resolve_dtype(rr.dtype, device)},
+            **settings,
+        ),
+        config.seed,
+        "reranker",
+        rr.model,
+    )
     return ColbertReranker(
         model,
         batch_size=rr.batch_size,

@@ -119,32 +119,75 @@ def rerank(
         "pairs_scored": len(misses),
         "max_length": scorer.max_length,
     }
-    started = time.perf_counter_ns()
-    lengths = scorer.token_lengths(miss_pairs) if miss_pairs else np.zeros(0)
-    with tqdm(
-        total=len(miss_pairs),
-        desc="rerank",
-        unit="pair",
-        disable=not show_progress or not miss_pairs,
-    ) as bar:
-
-        def persist(indices, values):
-            if cache is not None:
-                cache.put_many(
-                    scorer.fingerprint,
-                    ((misses[i], float(v)) for i, v in zip(indices, values, strict=True)),
-                )
-            checkpoint("rerank_chunk")  # crash-safety tests: killed after a chunk is saved
-
-        scores = scorer.score(miss_pairs, on_done=persist, lengths=lengths, progress=bar.update)
-    elapsed = (time.perf_counter_ns() - started) / 1e9
+    scores, timing = score_and_cache(scorer, miss_pairs, misses, cache, show_progress)
     known.update(zip(misses, (float(s) for s in scores), strict=True))
-    stats["seconds_scoring"] = elapsed
-    stats["pairs_per_second"] = len(misses) / elapsed if misses and elapsed > 0 else None
-    if len(lengths) and scorer.max_length:
-        stats["mean_tokens_per_pair"] = float(np.minimum(lengths, scorer.max_length).mean())
-        stats["truncated_pairs"] = int((lengths > scorer.max_length).sum())
-
+    stats.update(timing)
     new_head = head.assign(**{SCORE: np.array([known[k] for k in keys], dtype=np.float64)})
     stats.update(degenerate_stats(new_head))
     return RerankResult(run=merge_head_and_tail(new_head, tail), stats=stats)
+
+
+def score_and_cache(
+    scorer: Reranker,
+    pairs: list,
+    keys: list[bytes],
+    cache: PairScoreCache | None,
+    show_progress: bool = True,
+) -> tuple[np.ndarray, dict]:
+    """Score ``pairs`` (whose cache keys are ``keys``) and store every score in ``cache``.
+
+    Chunks the scorer reports through ``on_done`` are stored as they finish (a killed run
+    keeps them); whatever it did not report is stored when it returns, so a second stage
+    that ignores ``on_done`` is cached all the same.
+    """
+    started = time.perf_counter_ns()
+    lengths = scorer.token_lengths(pairs) if pairs else np.zeros(0)
+    saved = np.zeros(len(pairs), dtype=bool)
+
+    def persist(indices, values):
+        indices = list(indices)
+        if cache is not None:
+            cache.put_many(
+                scorer.fingerprint,
+                ((keys[i], float(v)) for i, v in zip(indices, values, strict=True)),
+            )
+        saved[indices] = True
+        checkpoint("rerank_chunk")  # crash-safety tests: killed after a chunk is saved
+
+    with tqdm(
+        total=len(pairs), desc="rerank", unit="pair", disable=not show_progress or not pairs
+    ) as bar:
+        scores = scorer.score(pairs, on_done=persist, lengths=lengths, progress=bar.update)
+    scores = _checked_scores(scores, len(pairs), scorer)
+    if pairs and not saved.all():
+        rest = np.flatnonzero(~saved)
+        persist(rest, scores[rest])
+    elapsed = (time.perf_counter_ns() - started) / 1e9
+    timing: dict = {
+        "seconds_scoring": elapsed,
+        "pairs_per_second": len(pairs) / elapsed if pairs and elapsed > 0 else None,
+    }
+    if len(lengths) and scorer.max_length:
+        timing["mean_tokens_per_pair"] = float(np.minimum(lengths, scorer.max_length).mean())
+        timing["truncated_pairs"] = int((lengths > scorer.max_length).sum())
+    return scores, timing
+
+
+def _checked_scores(scores, count: int, scorer: Reranker) -> np.ndarray:
+    """One finite float per pair, or a one-line error naming the second stage."""
+    from evalkit.errors import ModelError, problem
+
+    try:
+        values = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        values = None
+    if values is None or values.shape != (count,):
+        found = "non-numbers" if values is None else f"shape {values.shape}"
+        raise ModelError(
+            problem(
+                f"the second stage '{scorer.fingerprint}' returned {found} for {count} pairs",
+                "reranker",
+                "score(pairs) must return one float per pair, in input order",
+            )
+        )
+    return values

@@ -331,3 +331,32 @@ def _is_number(value) -> bool:
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+def check(config) -> None:
+    """``reranker.url`` must be an http(s) address."""
+    url = config.reranker.url
+    if not (url or "").startswith(("http://", "https://")):
+        raise ConfigError(
+            problem(
+                f"reranker=http needs reranker.url=http(s)://HOST[:PORT], found {url!r}",
+                "reranker.url",
+                "e.g. reranker.url=https://api.cohere.com reranker.dialect=cohere",
+            )
+        )
+
+
+def build(config) -> HttpReranker:
+    rr = config.reranker
+    return HttpReranker(
+        rr.url,
+        rr.model,
+        dialect=rr.dialect,
+        api_key_env=rr.api_key_env,
+        max_documents=rr.max_documents,
+        concurrency=rr.concurrency,
+        timeout_s=rr.timeout_s,
+        max_retries=rr.max_retries,
+        backoff_s=rr.backoff_s,
+        seed=config.seed,
+    )

@@ -315,3 +315,45 @@ def sentence_transformer_parts(model) -> tuple[object, str, bool]:
     if network is None:
         raise ModelError(problem("cannot find the transformer inside the bi-encoder"))
     return network, pooling, normalize
+
+
+def onnx_cross_encoder(model, rr, path: str, head_seed: str, fingerprint: str, cache: Path):
+    """A loaded CrossEncoder exported once (by its weights) and run by ONNX Runtime or
+    OpenVINO; the two runtimes share the export."""
+    from evalkit.models.loading import fingerprint as weights_fingerprint
+
+    key = f"{weights_fingerprint(path, rr.revision)}|cross|{head_seed}"
+    onnx_file = cached_export(model.model, model.tokenizer, "logits", key, rr.quantize, cache)
+    return OnnxCrossEncoderReranker(
+        Runtime(onnx_file, rr.backend),
+        model.tokenizer,
+        max_length=model.max_length,
+        batch_size=rr.batch_size,
+        fingerprint=fingerprint,
+    )
+
+
+def onnx_bi_encoder(encoder, rr, path: str, fingerprint: str, cache: Path):
+    """The bi-encoder's transformer from an ONNX export (pooling and normalisation kept)."""
+    from evalkit.models.loading import fingerprint as weights_fingerprint
+
+    require(rr.backend)
+    network, pooling, normalize = sentence_transformer_parts(encoder.model)
+    tokenizer = encoder.model.tokenizer
+    onnx_file = cached_export(
+        network.float().cpu(),
+        tokenizer,
+        "last_hidden_state",
+        f"{weights_fingerprint(path, rr.revision)}|bi",
+        rr.quantize,
+        cache,
+    )
+    return OnnxBiEncoder(
+        Runtime(onnx_file, rr.backend),
+        tokenizer,
+        max_length=encoder.max_length,
+        pooling=pooling,
+        normalize=normalize,
+        batch_size=rr.batch_size,
+        fingerprint=fingerprint,
+    )

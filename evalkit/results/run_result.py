@@ -1,193 +1,37 @@
-"""The result folder, owned by one object: :class:`RunResult` (``save`` / ``load``).
-
-Nothing else in evalkit knows the file names. The runner returns a ``RunResult``;
-report, decide, the summary, the CLI and the Python API read result folders only through
-:meth:`RunResult.load` / :func:`find_results`.
-
-A system's identity is data, not a name: :class:`Identity` holds everything that changes
-its numbers (dataset content and split, retriever settings and model fingerprint, reranker
-settings and model fingerprint, depth, first-stage k, evaluation contract). Two folders
-with the same identity are the same system (a rerun); two identities are never merged.
-
-Folder layout (the contract in DESIGN.md):
-
-==========================  ==========================================================
-``config.yaml``             the fully resolved configuration
-``metrics.json``            ``first_stage`` / ``reranked`` measures, ``num_queries``,
-                            ``contract``, ``identity``, recall at depth, health, warnings
-``per_query.parquet``       one row per (stage, query_id, measure)
-``run.<stage>.trec``        TREC run files
-``latency.json``            online and offline latency with their conditions
-``env.json``                versions, hardware, model fingerprints, git commit
-``complete.json``           written last: the resume key and code version
-==========================  ==========================================================
-"""
+"""The result folder, owned by one object: :class:`RunResult` (``save`` / ``load``)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from evalkit.config.registry import RETRIEVERS
 from evalkit.errors import DataError, problem
 from evalkit.io import read_trec_run, write_json, write_parquet, write_text, write_trec_run
-
-log = logging.getLogger(__name__)
-
-CONFIG = "config.yaml"
-METRICS = "metrics.json"
-PER_QUERY = "per_query.parquet"
-LATENCY = "latency.json"
-ENV = "env.json"
-LOAD = "load.json"
-QUERY_FEATURES = "query_features.parquet"
-COMPLETE = "complete.json"
-DEPTH_CURVE = ("latency_vs_depth.csv", "latency_vs_depth.png", "latency_vs_depth.svg")
-LOAD_PLOT = ("load.png", "load.svg")
-STAGES = ("first_stage", "reranked")
-FIRST_STAGE_PARTS = ("query_encoding", "first_stage")
-PER_QUERY_COLUMNS = ["stage", "query_id", "measure", "value"]
-
-
-def run_file(stage: str) -> str:
-    return f"run.{stage}.trec"
-
-
-RESULT_FILES = (
+from evalkit.results.identity import Identity
+from evalkit.results.layout import (
+    COMPLETE,
     CONFIG,
+    ENV,
+    FIRST_STAGE_PARTS,
+    LATENCY,
+    LOAD,
     METRICS,
     PER_QUERY,
-    *(run_file(s) for s in STAGES),
-    LATENCY,
-    ENV,
-    LOAD,
-    *LOAD_PLOT,
+    PER_QUERY_COLUMNS,
     QUERY_FEATURES,
-    *DEPTH_CURVE,
+    STAGES,
+    _read_json,
+    completion,
+    run_file,
 )
+from evalkit.results.records import Costs, Latency, SelectiveInputs, System
 
-
-def _digest(data: object) -> str:
-    from evalkit.cache import digest
-
-    return digest(json.dumps(data, sort_keys=True, default=str))
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Everything that changes a system's numbers; ``key`` is its digest.
-
-    ``retriever`` and ``reranker`` are flat ``setting -> value`` maps (model fingerprints
-    included); ``reranker`` is None for a first stage alone.
-    """
-
-    dataset: dict
-    retriever: dict
-    first_stage_k: int
-    contract: str
-    reranker: dict | None = None
-    depth: int | None = None
-
-    @property
-    def key(self) -> str:
-        return _digest(self.to_dict())
-
-    @property
-    def reranked(self) -> bool:
-        return self.reranker is not None
-
-    @property
-    def dataset_name(self) -> str:
-        return str(self.dataset["name"])
-
-    def first_stage(self) -> Identity:
-        """The identity of this system's first stage alone."""
-        return replace(self, reranker=None, depth=None)
-
-    def name(self) -> str:
-        """The readable name: ``bm25``, ``bm25 → minilm_l6@100``."""
-        first = str(self.retriever.get("name"))
-        if self.reranker is None:
-            return first
-        return f"{first} → {self.reranker.get('name')}@{self.depth}"
-
-    def settings(self) -> dict[str, object]:
-        """Flat ``retriever.x`` / ``reranker.x`` settings, for labels that tell systems apart."""
-        flat = {f"retriever.{k}": v for k, v in self.retriever.items()}
-        if self.reranker is not None:
-            flat.update({f"reranker.{k}": v for k, v in self.reranker.items()})
-        flat["pipeline.first_stage_k"] = self.first_stage_k
-        return flat
-
-    def to_dict(self) -> dict:
-        return {
-            "dataset": self.dataset,
-            "retriever": self.retriever,
-            "first_stage_k": self.first_stage_k,
-            "contract": self.contract,
-            "reranker": self.reranker,
-            "depth": self.depth,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Identity:
-        return cls(
-            dataset=dict(data["dataset"]),
-            retriever=dict(data["retriever"]),
-            first_stage_k=int(data["first_stage_k"]),
-            contract=str(data["contract"]),
-            reranker=dict(data["reranker"]) if data.get("reranker") is not None else None,
-            depth=int(data["depth"]) if data.get("depth") is not None else None,
-        )
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Online latency of one system and where the numbers came from."""
-
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    p99_ms: float | None = None
-    qps: float | None = None
-    source: str = "not measured"
-    samples: list[float] = field(default_factory=list, repr=False)
-
-
-@dataclass
-class System:
-    """One evaluated system (a first stage alone, or a two-stage system) from one folder."""
-
-    identity: Identity
-    per_query: pd.DataFrame  # index query_id, one column per measure
-    latency: Latency
-    folder: Path
-    hardware: str
-    quality_meaningful: bool = True
-    pairs_per_second: float | None = None
-    pairs_per_second_source: str | None = None
-    usd_per_1k_queries: float | None = None  # a priced second stage (evalkit.pricing)
-    recall_at_depth: float | None = None
-    relevance_level: int = 1
-    measured_alone: bool = True  # a first stage from a run without a reranker
-    also_in: list[Path] = field(default_factory=list)
-    result: RunResult | None = field(default=None, repr=False)  # the run it came from
-
-    @property
-    def key(self) -> str:
-        return self.identity.key
-
-    @property
-    def reranked(self) -> bool:
-        return self.identity.reranked
-
-    @property
-    def dataset(self) -> str:
-        return self.identity.dataset_name
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -268,7 +112,8 @@ class RunResult:
         online = self.latency.get("online")
         if not online:
             return Latency()
-        if self.config["retriever"].get("kind") in ("run_file", "top_ranked"):
+        kind = self.config["retriever"].get("kind")
+        if kind in RETRIEVERS and not RETRIEVERS.get(kind).timed:
             return self._run_file_latency(online, parts)
         per_query = online.get("per_query_ms") or {}
         if parts is None:
@@ -297,11 +142,11 @@ class RunResult:
             summed.tolist(),
         )
 
-    def selective_inputs(self, measure: str):
-        """``(never, always, features, costs)`` for :func:`evalkit.selective.curve`: the
+    def selective_inputs(self, measure: str) -> SelectiveInputs:
+        """``(never, always, features, costs)`` for :func:`evalkit.analysis.selective.curve`: the
         measure per query without and with reranking, the per-query features (first-stage
         score shape and query predictors) and the measured per-query stage costs."""
-        from evalkit.selective import Costs, first_stage_features
+        from evalkit.rerank.policy import first_stage_features
 
         never = self.stage_table("first_stage")[measure]
         always = self.stage_table("reranked")[measure]
@@ -315,7 +160,7 @@ class RunResult:
             np.asarray(per_query.get("rerank") or [], dtype=np.float64),
             int(self.identity.depth or 0),
         )
-        return never, always, features, costs
+        return SelectiveInputs(never, always, features, costs)
 
     def _run_file_latency(self, online: dict, parts: tuple[str, ...] | None) -> Latency:
         """A first stage read from a run file was not timed by evalkit: its latency is the
@@ -414,15 +259,8 @@ class RunResult:
             write_trec_run(folder / run_file(stage), run, tags[stage])
         write_parquet(folder / PER_QUERY, self.per_query[PER_QUERY_COLUMNS])
         write_json(folder / LATENCY, self.latency)
-        if self.latency.get("depth_curve"):
-            from evalkit.plots import write_depth_curve
-
-            write_depth_curve(self.latency["depth_curve"], folder)
         if self.load_curve is not None:
-            from evalkit.plots import write_load_curve
-
             write_json(folder / LOAD, self.load_curve)
-            write_load_curve(self.load_curve, folder)
         if self.query_features is not None:
             write_parquet(folder / QUERY_FEATURES, self.query_features.reset_index())
         write_json(folder / ENV, self.env)
@@ -496,31 +334,6 @@ class RunResult:
         )
 
 
-def _read_json(path: Path) -> dict:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"{path.name} is not a JSON object")
-    return data
-
-
-def completion(folder: str | Path) -> dict | None:
-    """The completion marker's content, or None when the folder is not finished."""
-    marker = Path(folder) / COMPLETE
-    if not marker.is_file():
-        return None
-    try:
-        data = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def remove_results(folder: Path) -> None:
-    """Delete a run's result files (an unfinished folder may hold another config's)."""
-    for name in RESULT_FILES:
-        (folder / name).unlink(missing_ok=True)
-
-
 def find_results(results_dir: str | Path) -> list[RunResult]:
     """Every finished run below ``results_dir`` (unfinished and damaged ones are skipped,
     with a warning naming them)."""
@@ -550,8 +363,3 @@ def find_results(results_dir: str | Path) -> list[RunResult]:
             )
         )
     return results
-
-
-def is_number(value) -> bool:
-    """A finite real number (not None, not NaN)."""
-    return isinstance(value, int | float | np.number) and math.isfinite(float(value))

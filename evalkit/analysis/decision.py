@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from evalkit.analysis.report import Report, compare
 from evalkit.errors import ConfigError, DataError, problem
-from evalkit.report import Report, compare
 from evalkit.results import is_number
 
 CURVE_RULE = (
@@ -71,7 +71,7 @@ class Budget:
     min_gain: float = 0.0
     alpha: float = 0.05
     dataset: str | None = None
-    selective: bool = False  # also recommend a per-query policy (see evalkit.selective)
+    selective: bool = False  # also recommend a per-query policy (see evalkit.analysis.selective)
     max_usd_per_1k: float | None = None  # a priced second stage must cost at most this
     replicas: int | None = None  # with qps: simulate this many replicas from the load curve
 
@@ -133,8 +133,8 @@ class FitRule:
 
     def p95_at_load(self, system: str) -> tuple[float | None, str]:
         """``(p95 at the asked QPS, where it comes from)``; p95 None when it does not hold."""
-        from evalkit.load import Batching, Query
-        from evalkit.simulate import ServiceModel, predict
+        from evalkit.measure.load import Batching, Query
+        from evalkit.measure.simulate import ServiceModel, predict
 
         curve, qps, replicas = self.curves[system], self.budget.qps, self.budget.replicas
         if replicas is not None:
@@ -302,7 +302,7 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
     """Recommend a configuration (or skipping reranking) for ``budget``.
 
     Args:
-        results: a results folder, or a :class:`~evalkit.report.Report` from ``compare``.
+        results: a results folder, or a :class:`~evalkit.analysis.report.Report` from ``compare``.
         budget: the latency / QPS budget and significance rules.
         bootstrap: bootstrap samples when ``results`` is a folder.
     """
@@ -411,7 +411,7 @@ def decide(results: str | Path | Report, budget: Budget, bootstrap: int = 1000) 
 
 def _selective(report: Report, dataset: str, budget: Budget) -> dict:
     """The best per-query policy within the budget that beats both never and always."""
-    from evalkit.selective import best_point
+    from evalkit.analysis.selective import best_point
 
     found = []
     table = report.selective()

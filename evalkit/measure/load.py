@@ -10,7 +10,7 @@ call. A query's latency is its completion time minus its arrival time (queueing
 included).
 
 Every batch's service time is recorded with its shape (queries, pairs, tokens), so
-:mod:`evalkit.simulate` can fit the service-time model and predict the same curve for N
+:mod:`evalkit.measure.simulate` can fit the service-time model and predict the same curve for N
 replicas. The clock is injectable: tests drive this loop with a virtual clock and a fake
 scorer whose service time is known (M/D/1 gives the expected mean wait).
 """

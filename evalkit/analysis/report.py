@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evalkit.analysis.stats import bootstrap_ci, compare_paired, holm
 from evalkit.errors import DataError, problem
 from evalkit.io import write_parquet, write_text
 from evalkit.measures import measure_name, measure_sort_key
 from evalkit.results import RunResult, System, find_results
-from evalkit.stats import bootstrap_ci, compare_paired, holm
 
 log = logging.getLogger(__name__)
 
@@ -242,10 +242,10 @@ class Report:
 
     def selective(self) -> pd.DataFrame:
         """The per-query selective reranking curve of every reranked system with quality
-        (see :mod:`evalkit.selective`): one row per (system, policy, threshold)."""
+        (see :mod:`evalkit.analysis.selective`): one row per (system, policy, threshold)."""
         if self._selective is not None:
             return self._selective
-        from evalkit.selective import curve
+        from evalkit.analysis.selective import curve
 
         frames = []
         for system in self.systems:
@@ -287,7 +287,7 @@ class Report:
     def save(self, out: str | Path, title: str = "evalkit report") -> Path:
         """Write ``report.md``, ``report.html``, ``report.csv`` / ``.parquet``,
         ``latency.csv`` and the plots into ``out``."""
-        from evalkit.plots import write_plots
+        from evalkit.analysis.plots import write_plots
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -402,7 +402,7 @@ class Report:
 
 
 def _ci(system: System, side: int) -> float | None:
-    from evalkit.timing import quantile_ci
+    from evalkit.measure.online import quantile_ci
 
     if not system.latency.samples:
         return None

@@ -3,7 +3,7 @@
 :class:`ServiceModel` is fitted to the batches the real load test ran: service time as a
 non-negative linear function of the batch's queries, pairs and tokens, times a resampled
 ratio of measured to fitted time (so the model keeps the measured variability). The
-simulation replays the same policy as :func:`evalkit.load.serve` -- one FIFO queue,
+simulation replays the same policy as :func:`evalkit.measure.load.serve` -- one FIFO queue,
 batches opened by the oldest query, closed when full or when its wait window ends -- with
 ``replicas`` servers taking from the queue. At one replica it must reproduce the measured
 curve (checked in every load run, recorded in ``load.json`` → ``validation``).
@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.load import Batching, BatchRecord, LoadPoint, Query, poisson_arrivals, summarise
+from evalkit.measure.load import (
+    Batching,
+    BatchRecord,
+    LoadPoint,
+    Query,
+    poisson_arrivals,
+    summarise,
+)
 
 VALIDATION_TOLERANCE = 0.15  # simulated p95 within 15% of the measured p95 below saturation
 

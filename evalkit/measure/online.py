@@ -22,9 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-Clock = Callable[[], int]
-# A stage takes the previous stage's output (the query for the first) and returns its own.
-Stage = tuple[str, Callable[[object], object]]
+from evalkit.types import Clock, Stage
 
 
 def summarize(milliseconds: Sequence[float]) -> dict:

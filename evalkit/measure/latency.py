@@ -1,0 +1,162 @@
+"""A run's latency: offline throughput and the online (closed-loop) pass, with conditions.
+
+``latency.json`` holds two modes, never mixed: ``offline`` (the batched evaluation and the
+sustained pairs/s of :func:`~evalkit.measure.throughput.pair_throughput`) and ``online``
+(one query at a time per worker, per stage, timed by
+:func:`~evalkit.measure.online.measure_online`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from evalkit.config.schema import Config
+from evalkit.measure.online import cuda_synchronizer, measure_online
+from evalkit.measure.throughput import pair_throughput
+from evalkit.pipeline import StageRuns, TwoStage
+from evalkit.rerank.base import head_pairs
+from evalkit.retrieve.base import doc_texts_by_id
+from evalkit.types import QUERY_ID, Dataset
+
+
+def latency_device() -> str:
+    """The accelerator, or the CPU, the timings ran on."""
+    from evalkit.env import hardware
+
+    info = hardware()
+    return info["gpu"] or info["cpu"]
+
+
+def measure_latency(config: Config, pipeline: TwoStage, dataset: Dataset, runs: StageRuns) -> dict:
+    """Offline throughput (the run's own pairs, uncached) and the online latency pass."""
+    doc_text = doc_texts_by_id(dataset.corpus)  # built once for every measurement below
+    latency: dict = {"offline": _offline(config, pipeline, dataset, runs, doc_text), "online": None}
+    if not config.latency.enabled:
+        return latency
+    pipeline.ensure_indexed(dataset)  # a cached first-stage run skipped indexing
+    sample = timed_sample(dataset, config.latency.max_queries)
+    curve = [
+        _online_at(config, pipeline, dataset, sample, doc_text, depth)
+        for depth in config.latency.depths or [config.pipeline.depth]
+    ]
+    main = next((c for c in curve if c["depth"] == config.pipeline.depth), curve[-1])
+    latency["online"] = {
+        **main["stages"],
+        "per_query_ms": main["per_query_ms"],
+        "conditions": latency_conditions(config, pipeline, sample, main, doc_text),
+        "mode": "closed loop, one query at a time per worker, warm-up excluded",
+    }
+    if len(curve) > 1:
+        latency["depth_curve"] = [{"depth": c["depth"], "stages": c["stages"]} for c in curve]
+    return latency
+
+
+def timed_sample(dataset: Dataset, limit: int | None = None) -> list[tuple[str, str]]:
+    """``(query_id, text)`` of the queries to time, in query-id order, at most ``limit``."""
+    ordered = dataset.queries.sort_values(QUERY_ID, kind="stable")
+    pairs = list(zip(ordered[QUERY_ID].astype(str), ordered["text"].astype(str), strict=True))
+    return pairs[:limit] if limit is not None else pairs
+
+
+def _offline(
+    config: Config, pipeline: TwoStage, dataset: Dataset, runs: StageRuns, doc_text: dict
+) -> dict:
+    offline = {
+        **runs.throughput,
+        "mode": "whole query set in batches, as the quality evaluation ran it",
+        "num_queries": len(dataset.queries),
+    }
+    if runs.rerank_stats:
+        offline["rerank_pairs_scored_in_evaluation"] = runs.rerank_stats.get("pairs_scored")
+    offline.update(
+        pair_throughput(
+            pipeline,
+            runs.first_stage,
+            dataset.queries,
+            doc_text,
+            config.latency.throughput_pairs,
+            seed=config.seed,
+            synchronize=cuda_synchronizer(pipeline.device),
+        )
+    )
+    return offline
+
+
+def _online_at(
+    config: Config, pipeline: TwoStage, dataset: Dataset, sample: list, doc_text: dict, depth: int
+) -> dict:
+    """One closed-loop pass at ``depth``."""
+    from tqdm.auto import tqdm
+
+    with tqdm(
+        total=len(sample), desc=f"latency @{depth}", unit="query", disable=not config.show_progress
+    ) as bar:
+        result = measure_online(
+            pipeline.online_stages(doc_text, depth, dataset.exclude_self),
+            sample,
+            warmup=config.latency.warmup,
+            concurrency=config.latency.concurrency,
+            synchronize=cuda_synchronizer(pipeline.device),
+            max_seconds=config.latency.max_seconds,
+            progress=bar.update,
+        )
+    per_query_ms = {
+        stage: group["ms"].tolist()
+        for stage, group in result.per_query.groupby("stage", sort=False)
+    }
+    return {
+        "depth": depth,
+        "stages": result.summary(),
+        "per_query_ms": per_query_ms,
+        "measured": result.measured,
+    }
+
+
+def latency_conditions(
+    config: Config, pipeline: TwoStage, sample: list, point: dict, doc_text: dict
+) -> dict:
+    """What the latency numbers were measured under, recorded beside them."""
+    import torch
+
+    lat, rr = config.latency, config.reranker
+    conditions = {
+        "device": latency_device(),
+        "threads": torch.get_num_threads(),
+        "concurrency": lat.concurrency,
+        "sample_queries": point["measured"],
+        "sample_queries_asked": len(sample),
+        "max_seconds": lat.max_seconds,
+        "warmup_queries": lat.warmup,
+        "depth": point["depth"],
+        "first_stage_k": config.pipeline.first_stage_k,
+        "retriever": config.retriever.name,
+        "retriever_batch_size": config.retriever.batch_size,
+        "reranker": rr.name,
+        "reranker_weights": rr.weights,
+        "reranker_dtype": rr.dtype,
+        "reranker_backend": rr.backend,
+        "reranker_batch_size": rr.batch_size,
+        "max_length": rr.max_length,
+        "clock": "time.perf_counter_ns; cuda synchronised at stage boundaries",
+    }
+    if pipeline.scorer is not None:
+        conditions.update(_measured_pairs(pipeline, sample[: point["measured"]], point, doc_text))
+    return conditions
+
+
+def _measured_pairs(pipeline: TwoStage, measured: list, point: dict, doc_text: dict) -> dict:
+    """Token statistics of the pairs the timed queries sent to the reranker."""
+    import numpy as np
+
+    queries = pd.DataFrame({QUERY_ID: [q for q, _ in measured], "text": [t for _, t in measured]})
+    run = pipeline.retriever.search(queries, point["depth"])
+    _, pairs, _ = head_pairs(run, dict(measured), doc_text, point["depth"])
+    lengths = pipeline.scorer.token_lengths(pairs)
+    if not len(lengths):
+        return {}
+    limit = pipeline.scorer.max_length or int(lengths.max())
+    return {
+        "mean_tokens_per_pair": float(np.minimum(lengths, limit).mean()),
+        "truncated_pairs": int((lengths > limit).sum()),
+        "pairs_measured": len(pairs),
+    }
