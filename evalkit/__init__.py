@@ -70,12 +70,13 @@ def compare(
     results: str | Path | Sequence[RunResult],
     metric: str = "nDCG@10",
     baseline: str = "auto",
-    bootstrap: int = 2000,
+    bootstrap: int | None = None,
 ) -> Report:
     """Compare systems with CIs and paired significance tests (:mod:`evalkit.analysis.report`)."""
     from evalkit.analysis.report import compare as compare_systems
+    from evalkit.analysis.stats import BOOTSTRAP_SAMPLES
 
-    return compare_systems(results, metric, baseline, bootstrap)
+    return compare_systems(results, metric, baseline, bootstrap or BOOTSTRAP_SAMPLES)
 
 
 def decide(
@@ -92,10 +93,18 @@ def decide(
 ) -> Decision:
     """Recommend a configuration under a latency / QPS budget, or "skip reranking";
     ``selective=True`` adds the best per-query reranking policy."""
-    from evalkit.analysis.decision import Budget
+    from evalkit.analysis.budget import Budget
     from evalkit.analysis.decision import decide as decide_budget
 
     budget = Budget(
-        p95_ms, qps, metric, min_gain, alpha, dataset, selective, max_usd_per_1k, replicas
+        p95_ms=p95_ms,
+        qps=qps,
+        metric=metric,
+        min_gain=min_gain,
+        alpha=alpha,
+        dataset=dataset,
+        selective=selective,
+        max_usd_per_1k=max_usd_per_1k,
+        replicas=replicas,
     )
     return decide_budget(results, budget)

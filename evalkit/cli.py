@@ -141,7 +141,9 @@ def report_main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: RESULTS_DIR/report)"
     )
-    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap samples (>= 100)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=None, help="bootstrap samples (>= 100; default 2000)"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
 
@@ -149,7 +151,9 @@ def report_main(argv: list[str] | None = None) -> None:
         from evalkit.analysis.report import build_report
 
         started = time.perf_counter()
-        out = build_report(args.results_dir, args.out, args.baseline, args.metric, args.bootstrap)
+        out = build_report(
+            args.results_dir, args.out, args.baseline, args.metric, args.bootstrap or 2000
+        )
         print(
             f"report written to {out}/report.md and {out}/report.html "
             f"({time.perf_counter() - started:.1f}s)"

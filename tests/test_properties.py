@@ -152,7 +152,7 @@ def test_budget_is_valid_or_a_clear_error(p95, qps, alpha, min_gain):
     from evalkit.analysis.decision import Budget
 
     try:
-        budget = Budget(p95, qps, "nDCG@10", min_gain, alpha)
+        budget = Budget(p95_ms=p95, qps=qps, min_gain=min_gain, alpha=alpha)
     except EvalkitError as error:
         assert str(error).startswith("--")
     else:

@@ -11,8 +11,10 @@ from scipy import stats as scipy_stats
 
 from evalkit.analysis.decision import Budget, decide
 from evalkit.analysis.plots import pareto_frontier
-from evalkit.analysis.report import build_report, compare, format_cell, label_systems
+from evalkit.analysis.render import format_cell
+from evalkit.analysis.report import build_report, compare
 from evalkit.analysis.stats import bootstrap_ci, compare_paired, holm
+from evalkit.analysis.systems import label_systems
 from evalkit.errors import ConfigError, DataError
 from tests.fakeruns import make_run
 

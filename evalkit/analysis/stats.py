@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
+# one bootstrap setting for the CLI, the API, the report and decide
+BOOTSTRAP_SAMPLES = 2000
+
 
 def bootstrap_ci(
     values: Sequence[float], samples: int = 2000, seed: int = 0, level: float = 0.95

@@ -92,3 +92,44 @@ class SelectiveInputs(NamedTuple):
 def is_number(value) -> bool:
     """A finite real number (not None, not NaN)."""
     return isinstance(value, int | float | np.number) and math.isfinite(float(value))
+
+
+@dataclass(frozen=True)
+class LoadPointRecord:
+    """One offered rate of a load curve, as decide reads it."""
+
+    offered_qps: float
+    p95_ms: float | None
+    saturated: bool
+
+
+@dataclass(frozen=True)
+class LoadCurve:
+    """What a decision needs of ``load.json``: the measured points, the batching policy,
+    the fitted service model and each query's shape (pairs, tokens), to simulate replicas."""
+
+    points: tuple[LoadPointRecord, ...]
+    max_batch_pairs: int
+    max_wait_ms: float
+    seed: int
+    service_model: dict
+    query_shapes: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LoadCurve:
+        conditions = data["conditions"]
+        return cls(
+            points=tuple(
+                LoadPointRecord(
+                    float(p["offered_qps"]),
+                    None if p.get("p95_ms") is None else float(p["p95_ms"]),
+                    bool(p["saturated"]),
+                )
+                for p in sorted(data["points"], key=lambda p: p["offered_qps"])
+            ),
+            max_batch_pairs=int(conditions["max_batch_pairs"]),
+            max_wait_ms=float(conditions["max_wait_ms"]),
+            seed=int(conditions.get("seed", 0)),
+            service_model=dict(data["service_model"]),
+            query_shapes=tuple((int(p), int(t)) for p, t in data["query_shapes"]),
+        )

@@ -29,7 +29,7 @@ from evalkit.results.layout import (
     completion,
     run_file,
 )
-from evalkit.results.records import Costs, Latency, SelectiveInputs, System
+from evalkit.results.records import Costs, Latency, LoadCurve, SelectiveInputs, System
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,10 @@ class RunResult:
     @property
     def dataset(self) -> str:
         return self.identity.dataset_name
+
+    def load_record(self) -> LoadCurve | None:
+        """The load curve as the typed record decide reads (None without one)."""
+        return LoadCurve.from_dict(self.load_curve) if self.load_curve else None
 
     def stage_table(self, stage: str) -> pd.DataFrame:
         """One stage's per-query values: index ``query_id``, one column per measure
