@@ -22,8 +22,9 @@ from _common import CRANFIELD, compose, emit, machine
 
 from evalkit.config import build_retriever, build_scorer, validate
 from evalkit.data import load_dataset
-from evalkit.measure.online import measure_online, pipeline_stages
+from evalkit.measure.online import measure_online
 from evalkit.models.loading import architecture_file
+from evalkit.pipeline import TwoStage
 from evalkit.retrieve.base import doc_texts_by_id
 
 # reranker config -> measured queries per depth (bge-reranker-v2-m3 is ~2 s per pair here)
@@ -55,8 +56,13 @@ def main() -> None:
     parser.add_argument("--rerankers", nargs="+", default=list(SAMPLES))
     parser.add_argument("--cache", default="/tmp/evalkit-bench-cache")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--smoke", action="store_true", help="seconds: MiniLM-L6, depth 2, one query (tests)"
+    )
     args = parser.parse_args()
-    peak = matmul_peak_gflops()
+    if args.smoke:
+        args.depths, args.rerankers = [2], ["minilm_l6"]
+    peak = matmul_peak_gflops(256, 2) if args.smoke else matmul_peak_gflops()
     print(f"fp32 matmul peak: {peak:.1f} GFLOP/s", flush=True)
     rows = []
     for name in args.rerankers:
@@ -81,11 +87,19 @@ def main() -> None:
         scorer = build_scorer(config)
         ordered = dataset.queries.sort_values("query_id", key=lambda s: s.astype(int))
         sample = list(zip(ordered.query_id, ordered.text, strict=True))[: SAMPLES[name]]
+        if args.smoke:
+            sample = sample[:1]
         texts = doc_texts_by_id(dataset.corpus)
-        warm = pipeline_stages(retriever, scorer, texts, 10, 10, False)
+
+        def stages_at(depth: int, retriever=retriever, scorer=scorer, texts=texts):
+            return TwoStage(retriever, scorer, depth=depth, first_stage_k=depth).online_stages(
+                texts, depth
+            )
+
+        warm = stages_at(10)
         measure_online(warm, sample[:1], warmup=0)  # one warm-up query, not reported
         for depth in args.depths:
-            stages = pipeline_stages(retriever, scorer, texts, depth, depth, False)
+            stages = stages_at(depth)
             result = measure_online(stages, sample, warmup=0)
             summary = result.summary()
             run = retriever.search(ordered.head(len(sample)), depth)

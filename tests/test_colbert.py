@@ -42,10 +42,30 @@ def colbert_python(tmp_path_factory) -> str:
         [python, "-m", "pip", "install", "-q", *SIDE_PACKAGES],
         [python, "-m", "pip", "install", "-q", "--no-deps", *PYLATE],
     ]
-    for step in steps:
+    for step in steps[:1]:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"{step}: {done.stderr[-2000:]}"
+    see_outer_environment(python)
+    for step in steps[1:]:
         done = subprocess.run(step, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, f"{step}: {done.stderr[-2000:]}"
     return python
+
+
+def see_outer_environment(python: str) -> None:
+    """``--system-site-packages`` shows the base interpreter's packages, not those of the
+    virtual environment this test runs in (torch, evalkit): a ``.pth`` file in the side
+    environment adds this one's site folders after its own, as the README's recipe does."""
+    import site
+
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    lines = [f"import site; site.addsitedir({folder!r})" for folder in site.getsitepackages()]
+    Path(purelib, "evalkit-outer.pth").write_text("\n".join(lines) + "\n")
 
 
 def run_in(python: str, code: str) -> subprocess.CompletedProcess:

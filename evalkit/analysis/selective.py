@@ -117,6 +117,35 @@ def learned_selection(probability: np.ndarray, fold: np.ndarray, share: float) -
     return selected
 
 
+def _aligned(never: pd.Series, always: pd.Series, features: pd.DataFrame):
+    """``(queries, never values, always values, feature table)`` on the common queries."""
+    queries = never.index.intersection(always.index)
+    base = never.loc[queries].to_numpy(dtype=np.float64)
+    full = always.loc[queries].to_numpy(dtype=np.float64)
+    return queries, base, full, features.reindex(queries).astype(np.float64).fillna(0.0)
+
+
+def _point(policy, threshold, selected, share_target, base, full, costs, bootstrap, seed) -> dict:
+    """One row of the curve: the measure when ``selected`` queries are reranked."""
+    values = np.where(selected, full, base)
+    low, high = bootstrap_ci(values, samples=bootstrap, seed=seed)
+    share = float(selected.mean()) if len(selected) else 0.0
+    mean_ms, p95_ms = costs.implied(share, seed=seed)
+    return {
+        "policy": policy,
+        "threshold": threshold,
+        "target_share": share_target,
+        "share_reranked": share,
+        "pairs_per_query": share * costs.depth,
+        "mean": float(values.mean()),
+        "ci_low": low,
+        "ci_high": high,
+        "gain_over_never": float((values - base).mean()),
+        "implied_mean_ms": mean_ms,
+        "implied_p95_ms": p95_ms,
+    }
+
+
 def curve(
     never: pd.Series,
     always: pd.Series,
@@ -134,33 +163,14 @@ def curve(
         features: per-query features (index ``query_id``), columns from :data:`FEATURES`.
         costs: the run's measured per-query costs.
     """
-    queries = never.index.intersection(always.index)
-    base = never.loc[queries].to_numpy(dtype=np.float64)
-    full = always.loc[queries].to_numpy(dtype=np.float64)
+    queries, base, full, table = _aligned(never, always, features)
     gain = full - base
-    table = features.reindex(queries).astype(np.float64).fillna(0.0)
     fold = folds(list(queries), k, seed)
-    rows = []
+    rows: list[dict] = []
 
     def add(policy: str, threshold: str, selected: np.ndarray, share_target: float) -> None:
-        values = np.where(selected, full, base)
-        low, high = bootstrap_ci(values, samples=bootstrap, seed=seed)
-        share = float(selected.mean()) if len(selected) else 0.0
-        mean_ms, p95_ms = costs.implied(share, seed=seed)
         rows.append(
-            {
-                "policy": policy,
-                "threshold": threshold,
-                "target_share": share_target,
-                "share_reranked": share,
-                "pairs_per_query": share * costs.depth,
-                "mean": float(values.mean()),
-                "ci_low": low,
-                "ci_high": high,
-                "gain_over_never": float((values - base).mean()),
-                "implied_mean_ms": mean_ms,
-                "implied_p95_ms": p95_ms,
-            }
+            _point(policy, threshold, selected, share_target, base, full, costs, bootstrap, seed)
         )
 
     n = len(queries)
@@ -209,32 +219,12 @@ def _apply(policy: str, share: float, table, gain, train, test) -> np.ndarray:
     return picked
 
 
-def best_point(
-    points: pd.DataFrame,
-    never: pd.Series,
-    always: pd.Series,
-    features: pd.DataFrame,
-    costs: Costs,
-    p95_ms: float,
-    alpha: float = 0.05,
-    k: int = 5,
-    seed: int = 0,
-) -> dict | None:
-    """The policy point to deploy within the budget, when the *procedure* of choosing one
-    beats both ``never`` (significantly) and ``always``; None otherwise.
-
-    Choosing the best point of a curve measured on the evaluated queries would fit the
-    choice to them, so the evidence is a nested cross-validation: for each outer fold,
-    the (policy, share) is chosen on the other folds' curve (itself cross-validated) and
-    its rule fitted on those folds, then applied to the held-out fold. The paired test
-    and the gain are computed on those held-out outcomes; the point to deploy is the best
-    one on all queries.
-    """
-    queries = never.index.intersection(always.index)
-    base = never.loc[queries].to_numpy(dtype=np.float64)
-    full = always.loc[queries].to_numpy(dtype=np.float64)
+def _nested(queries, never, always, features, costs: Costs, p95_ms: float, k: int, seed: int):
+    """Nested cross-validation: per outer fold, the (policy, share) chosen on the other
+    folds' own curve and fitted on them, applied to the held-out fold. Returns the measure
+    per query under those held-out choices, and the choices."""
+    _, base, full, table = _aligned(never, always, features)
     gain = full - base
-    table = features.reindex(queries).astype(np.float64).fillna(0.0)
     outer = folds(list(queries), k, seed + 1)
     nested = base.copy()
     choices = []
@@ -257,6 +247,42 @@ def best_point(
         choices.append(f"{choice.policy}@{choice.target_share:.0%}")
         picked = _apply(choice.policy, choice.target_share, table, gain, train, test)
         nested[test] = np.where(picked[test], full[test], base[test])
+    return nested, choices
+
+
+def _deploy_rule(row, table: pd.DataFrame, gain: np.ndarray) -> str:
+    """The setting that runs a chosen point (fitted on every evaluated query)."""
+    if not row.policy.startswith("feature:"):
+        return "P(helps) from a logistic regression over all features"
+    name = row.policy.split(":", 1)[1]
+    side, cut = deploy_threshold(table[name].to_numpy(), gain, row.target_share)
+    return f"pipeline.policy={name}_{'below' if side == 'low' else 'above'}_{cut:.4g}"
+
+
+def best_point(
+    points: pd.DataFrame,
+    never: pd.Series,
+    always: pd.Series,
+    features: pd.DataFrame,
+    costs: Costs,
+    p95_ms: float,
+    alpha: float = 0.05,
+    k: int = 5,
+    seed: int = 0,
+) -> dict | None:
+    """The policy point to deploy within the budget, when the *procedure* of choosing one
+    beats both ``never`` (significantly) and ``always``; None otherwise.
+
+    Choosing the best point of a curve measured on the evaluated queries would fit the
+    choice to them, so the evidence is a nested cross-validation: for each outer fold,
+    the (policy, share) is chosen on the other folds' curve (itself cross-validated) and
+    its rule fitted on those folds, then applied to the held-out fold. The paired test
+    and the gain are computed on those held-out outcomes; the point to deploy is the best
+    one on all queries.
+    """
+    queries, base, full, table = _aligned(never, always, features)
+    gain = full - base
+    nested, choices = _nested(queries, never, always, features, costs, p95_ms, k, seed)
     test = compare_paired(base, nested, samples=500)
     always_row = points[points.policy == "always"].iloc[0]
     bar = always_row["mean"] if always_row.implied_p95_ms <= p95_ms else -np.inf
@@ -269,11 +295,7 @@ def best_point(
     if not len(candidates):
         return None
     row = candidates.iloc[0]
-    rule = "P(helps) from a logistic regression over all features"
-    if row.policy.startswith("feature:"):
-        name = row.policy.split(":", 1)[1]
-        side, cut = deploy_threshold(table[name].to_numpy(), gain, row.target_share)
-        rule = f"pipeline.policy={name}_{'below' if side == 'low' else 'above'}_{cut:.4g}"
+    rule = _deploy_rule(row, table, gain)
     return {
         **row.to_dict(),
         "rule": rule,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,36 @@ def _read_texts(path: Path, fields: tuple[str, ...], what: str) -> pd.DataFrame:
     return pd.DataFrame({"id": ids, **columns})
 
 
+GRADE = re.compile(r"-?[0-9]+")
+
+
+def _qrels_row(fields: list[str], where: str) -> tuple[str, str, int]:
+    """One judgment; a grade is an integer in ASCII digits (``2.0``, ``1_0`` and ``٢`` are
+    refused, never truncated or read as something else)."""
+    if len(fields) < 3:
+        raise DataError(
+            problem(
+                f"qrels line has {len(fields)} column(s), expected 3 "
+                f"(query-id, corpus-id, score); found {fields}",
+                where,
+                "separate the three columns with tabs",
+            )
+        )
+    if not GRADE.fullmatch(fields[2].strip()):
+        raise DataError(
+            problem(
+                f"relevance must be an integer, found '{fields[2]}'",
+                where,
+                "use integer grades (0 = not relevant, 1, 2, ...)",
+            )
+        )
+    return (
+        check_id(fields[0], where, "query"),
+        check_id(fields[1], where, "document"),
+        int(fields[2]),
+    )
+
+
 def _read_qrels(path: Path) -> pd.DataFrame:
     """Read a qrels TSV: header, then ``query-id corpus-id score`` (integers)."""
     rows: list[tuple[str, str, int]] = []
@@ -151,33 +182,7 @@ def _read_qrels(path: Path) -> pd.DataFrame:
                         )
                     )
                 continue
-            if len(fields) < 3:
-                raise DataError(
-                    problem(
-                        f"qrels line has {len(fields)} column(s), expected 3 "
-                        f"(query-id, corpus-id, score); found {fields}",
-                        f"{path}:{number}",
-                        "separate the three columns with tabs",
-                    )
-                )
-            try:
-                relevance = int(fields[2])
-            except ValueError:
-                raise DataError(
-                    problem(
-                        f"relevance must be an integer, found '{fields[2]}'",
-                        f"{path}:{number}",
-                        "use integer grades (0 = not relevant, 1, 2, ...)",
-                    )
-                ) from None
-            where = f"{path}:{number}"
-            rows.append(
-                (
-                    check_id(fields[0], where, "query"),
-                    check_id(fields[1], where, "document"),
-                    relevance,
-                )
-            )
+            rows.append(_qrels_row(fields, f"{path}:{number}"))
     qrels = pd.DataFrame(rows, columns=[QUERY_ID, DOC_ID, RELEVANCE])
     duplicated = qrels.duplicated([QUERY_ID, DOC_ID])
     if duplicated.any():
@@ -230,6 +235,38 @@ def load_beir_folder(
         (1400, 225, 1612)
     """
     folder = Path(folder)
+    qrels_path = _checked_paths(folder, split, on_invalid)
+    warnings: Counter[str] = Counter()
+    corpus = _read_corpus(folder, warnings)
+    queries = _read_texts(folder / "queries.jsonl", ("text",), "query").rename(
+        columns={"id": QUERY_ID}
+    )
+    qrels = _read_qrels(qrels_path)
+    if qrels.empty:
+        raise DataError(problem("the qrels split has no judgments", str(qrels_path)))
+    qrels = _known_judgments(qrels, queries, corpus, qrels_path, on_invalid, warnings)
+    queries, qrels = _judged_queries(queries, qrels, max_queries, warnings)
+    for key, count in warnings.items():
+        log.info("dataset %s: %s = %d", folder.name, key, count)
+    return Dataset(
+        name=name or folder.name,
+        corpus=corpus.reset_index(drop=True),
+        queries=queries.reset_index(drop=True),
+        qrels=qrels.reset_index(drop=True),
+        relevance_level=relevance_level,
+        exclude_self=exclude_self,
+        split=split,
+        warnings=dict(warnings),
+    )
+
+
+def _natural_key(identifier: str) -> tuple[int, int | str]:
+    """Sort numeric ids numerically and others lexically (numbers first)."""
+    return (0, int(identifier)) if identifier.isdigit() else (1, identifier)
+
+
+def _checked_paths(folder: Path, split: str, on_invalid: str) -> Path:
+    """The qrels file of ``split``, after checking the folder and the options."""
     if on_invalid not in ON_INVALID:
         raise DataError(problem(f"on_invalid must be one of {ON_INVALID}, found '{on_invalid}'"))
     if not folder.is_dir():
@@ -248,27 +285,31 @@ def load_beir_folder(
                 f"choose one of {available_splits(folder)} with dataset.split=NAME",
             )
         )
-    warnings: Counter[str] = Counter()
+    return qrels_path
 
+
+def _read_corpus(folder: Path, warnings: Counter) -> pd.DataFrame:
     corpus = _read_texts(folder / "corpus.jsonl", ("title", "text"), "document")
     if corpus.empty:
         raise DataError(problem("the corpus is empty", str(folder / "corpus.jsonl")))
     corpus = corpus.rename(columns={"id": DOC_ID})
-    empty_docs = int(
-        ((corpus["title"].str.strip() == "") & (corpus["text"].str.strip() == "")).sum()
-    )
-    if empty_docs:
-        warnings["empty_documents"] = empty_docs
+    empty = int(((corpus["title"].str.strip() == "") & (corpus["text"].str.strip() == "")).sum())
+    if empty:
+        warnings["empty_documents"] = empty
+    return corpus
 
-    queries = _read_texts(folder / "queries.jsonl", ("text",), "query").rename(
-        columns={"id": QUERY_ID}
-    )
-    qrels = _read_qrels(qrels_path)
-    if qrels.empty:
-        raise DataError(problem("the qrels split has no judgments", str(qrels_path)))
 
-    known_queries = set(queries[QUERY_ID])
-    unknown_query = ~qrels[QUERY_ID].isin(known_queries)
+def _known_judgments(
+    qrels: pd.DataFrame,
+    queries: pd.DataFrame,
+    corpus: pd.DataFrame,
+    qrels_path: Path,
+    on_invalid: str,
+    warnings: Counter,
+) -> pd.DataFrame:
+    """Qrels naming unknown queries are dropped, unknown documents kept (as trec_eval
+    would); both counted, or refused with ``on_invalid=error``."""
+    unknown_query = ~qrels[QUERY_ID].isin(set(queries[QUERY_ID]))
     unknown_doc = ~qrels[DOC_ID].isin(set(corpus[DOC_ID]))
     for mask, kind, source in (
         (unknown_query, "queries", "queries.jsonl"),
@@ -286,34 +327,23 @@ def load_beir_folder(
                 raise DataError(message)
             log.warning(message)
             warnings[f"qrels_unknown_{kind}"] = int(mask.sum())
-    qrels = qrels[~unknown_query].reset_index(drop=True)
+    return qrels[~unknown_query].reset_index(drop=True)
 
+
+def _judged_queries(
+    queries: pd.DataFrame, qrels: pd.DataFrame, max_queries: int | None, warnings: Counter
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The queries that have judgments (the first ``max_queries`` by id when asked)."""
     judged = set(qrels[QUERY_ID])
-    unjudged = len(known_queries - judged)
+    unjudged = len(set(queries[QUERY_ID]) - judged)
     if unjudged:
         warnings["queries_without_judgments_excluded"] = unjudged
     queries = queries[queries[QUERY_ID].isin(judged)]
     if max_queries is not None:
-        keep = sorted(queries[QUERY_ID], key=_natural_key)[:max_queries]
-        queries = queries[queries[QUERY_ID].isin(set(keep))]
-        qrels = qrels[qrels[QUERY_ID].isin(set(keep))]
-    empty_queries = int((queries["text"].str.strip() == "").sum())
-    if empty_queries:
-        warnings["empty_queries"] = empty_queries
-    for key, count in warnings.items():
-        log.info("dataset %s: %s = %d", folder.name, key, count)
-    return Dataset(
-        name=name or folder.name,
-        corpus=corpus.reset_index(drop=True),
-        queries=queries.reset_index(drop=True),
-        qrels=qrels.reset_index(drop=True),
-        relevance_level=relevance_level,
-        exclude_self=exclude_self,
-        split=split,
-        warnings=dict(warnings),
-    )
-
-
-def _natural_key(identifier: str) -> tuple[int, int | str]:
-    """Sort numeric ids numerically and others lexically (numbers first)."""
-    return (0, int(identifier)) if identifier.isdigit() else (1, identifier)
+        keep = set(sorted(queries[QUERY_ID], key=_natural_key)[:max_queries])
+        queries = queries[queries[QUERY_ID].isin(keep)]
+        qrels = qrels[qrels[QUERY_ID].isin(keep)]
+    empty = int((queries["text"].str.strip() == "").sum())
+    if empty:
+        warnings["empty_queries"] = empty
+    return queries, qrels

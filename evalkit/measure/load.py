@@ -130,6 +130,40 @@ def poisson_arrivals(qps: float, count: int, rng: np.random.Generator) -> np.nda
     return np.cumsum(rng.exponential(1.0 / qps, size=count))
 
 
+def _gather(
+    first: int,
+    arrivals: Sequence[float],
+    queries: Sequence[Query],
+    batching: Batching,
+    clock,
+    start,
+) -> tuple[list[int], int]:
+    """One batch, opened by query ``first``: queries join while they fit, until the batch
+    is full or ``max_wait_ms`` after ``first`` arrived. Returns ``(indices, pairs)``."""
+    n = len(arrivals)
+    batch, pairs, following = [first], queries[first].pairs, first + 1
+    deadline = arrivals[first] + batching.max_wait_ms / 1000
+    full = False
+    while following < n:
+        if pairs >= batching.max_batch_pairs:
+            full = True
+            break
+        if arrivals[following] <= clock.now() - start:  # it has arrived: does it fit?
+            if pairs + queries[following].pairs > batching.max_batch_pairs:
+                full = True  # no: serve now
+                break
+            pairs += queries[following].pairs
+            batch.append(following)
+            following += 1
+            continue
+        if arrivals[following] > deadline:
+            break
+        clock.sleep_until(start + arrivals[following])  # it arrives within the window
+    if not full and clock.now() - start < deadline:
+        clock.sleep_until(start + deadline)  # room left: the window stays open
+    return batch, pairs
+
+
 def serve(
     arrivals: Sequence[float],
     queries: Sequence[Query],
@@ -153,7 +187,6 @@ def serve(
     wait = np.zeros(n)
     batches: list[BatchRecord] = []
     start = clock.now()
-    max_wait = batching.max_wait_ms / 1000
     following = 0  # the next query not yet in a batch
     while following < n:
         if stop_after is not None and clock.now() - start > stop_after:
@@ -162,28 +195,8 @@ def serve(
             break
         if clock.now() - start < arrivals[following]:
             clock.sleep_until(start + arrivals[following])  # idle until the next arrival
-        batch = [following]
-        pairs = queries[following].pairs
-        following += 1
-        deadline = arrivals[batch[0]] + max_wait
-        full = False
-        while following < n:
-            if pairs >= batching.max_batch_pairs:
-                full = True
-                break
-            if arrivals[following] <= clock.now() - start:  # it has arrived: does it fit?
-                if pairs + queries[following].pairs > batching.max_batch_pairs:
-                    full = True  # no: serve now
-                    break
-                pairs += queries[following].pairs
-                batch.append(following)
-                following += 1
-                continue
-            if arrivals[following] > deadline:
-                break
-            clock.sleep_until(start + arrivals[following])  # it arrives within the window
-        if not full and clock.now() - start < deadline:
-            clock.sleep_until(start + deadline)  # room left: the window stays open
+        batch, pairs = _gather(following, arrivals, queries, batching, clock, start)
+        following = batch[-1] + 1
         began = clock.now()
         run_batch(batch)
         done = clock.now()

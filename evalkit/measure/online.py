@@ -64,6 +64,27 @@ class OnlineResult:
         return stages
 
 
+def _timer(stages: Sequence[Stage], clock: Clock, sync: Callable[[], None]):
+    """A function that runs one query through ``stages`` and returns ``(stage, ms)`` for
+    each stage and the ``total``, the clock read after a synchronise at every boundary."""
+
+    def one(query: object) -> list[tuple[str, float]]:
+        timings = []
+        sync()
+        started = clock()
+        value, previous = query, started
+        for name, fn in stages:
+            value = fn(value)
+            sync()
+            now = clock()
+            timings.append((name, (now - previous) / 1e6))
+            previous = now
+        timings.append(("total", (previous - started) / 1e6))
+        return timings
+
+    return one
+
+
 def measure_online(
     stages: Sequence[Stage],
     queries: Sequence[object],
@@ -88,21 +109,7 @@ def measure_online(
         progress: called with 1 after each measured query (a progress bar).
     """
     sync = synchronize or (lambda: None)
-
-    def one(query: object) -> list[tuple[str, float]]:
-        timings = []
-        sync()
-        started = clock()
-        value, previous = query, started
-        for name, fn in stages:
-            value = fn(value)
-            sync()
-            now = clock()
-            timings.append((name, (now - previous) / 1e6))
-            previous = now
-        timings.append(("total", (previous - started) / 1e6))
-        return timings
-
+    one = _timer(stages, clock, sync)
     for i in range(warmup):
         one(queries[i % len(queries)])
     rows: list[tuple[int, str, float]] = []

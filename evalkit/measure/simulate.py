@@ -104,60 +104,74 @@ def simulate(
     served by ``replicas`` servers with the measured policy and service-time model."""
     import simpy
 
-    env = simpy.Environment()
-    n = len(arrivals)
-    rng = np.random.default_rng(seed)
-    queue: deque[int] = deque()
-    latency = np.zeros(n)
-    wait = np.zeros(n)
-    batches: list[BatchRecord] = []
-    state = {"signal": env.event(), "arrived": 0}
-    max_wait = batching.max_wait_ms / 1000
+    sim = _Simulation(simpy.Environment(), arrivals, queries, model, batching, seed)
+    sim.env.process(sim.source())
+    for _ in range(replicas):
+        sim.env.process(sim.replica())
+    sim.env.run()
+    return sim.latency, sim.wait, sim.batches
 
-    def source():
-        for index, moment in enumerate(arrivals):
-            yield env.timeout(max(0.0, moment - env.now))
-            queue.append(index)
-            state["arrived"] += 1
-            signal, state["signal"] = state["signal"], env.event()
+
+class _Simulation:
+    """One simpy run: a source of arrivals into one FIFO queue, and replicas that batch."""
+
+    def __init__(self, env, arrivals, queries, model: ServiceModel, batching: Batching, seed):
+        self.env, self.arrivals, self.queries = env, arrivals, queries
+        self.model, self.batching = model, batching
+        self.rng = np.random.default_rng(seed)
+        self.queue: deque[int] = deque()
+        self.latency = np.zeros(len(arrivals))
+        self.wait = np.zeros(len(arrivals))
+        self.batches: list[BatchRecord] = []
+        self.signal = env.event()
+        self.arrived = 0
+
+    def source(self):
+        for index, moment in enumerate(self.arrivals):
+            yield self.env.timeout(max(0.0, moment - self.env.now))
+            self.queue.append(index)
+            self.arrived += 1
+            signal, self.signal = self.signal, self.env.event()
             signal.succeed()
 
-    def replica():
+    def replica(self):
+        env, queries, n = self.env, self.queries, len(self.arrivals)
         while True:
-            while not queue:
-                if state["arrived"] == n:
+            while not self.queue:
+                if self.arrived == n:
                     return
-                yield state["signal"]
-            batch = [queue.popleft()]
-            pairs = queries[batch[0]].pairs
-            deadline = arrivals[batch[0]] + max_wait
-            while pairs < batching.max_batch_pairs:
-                if queue:
-                    if pairs + queries[queue[0]].pairs > batching.max_batch_pairs:
-                        break  # full: serve now
-                    batch.append(queue.popleft())
-                    pairs += queries[batch[-1]].pairs
-                    continue
-                if env.now >= deadline:
-                    break
-                if state["arrived"] == n:
-                    yield env.timeout(deadline - env.now)  # as the real server: window open
-                    break
-                yield state["signal"] | env.timeout(deadline - env.now)
+                yield self.signal
+            batch = [self.queue.popleft()]
+            yield from self._fill(batch)
             began = env.now
+            pairs = sum(queries[i].pairs for i in batch)
             tokens = sum(queries[i].tokens for i in batch)
-            service = model.draw_ms(len(batch), pairs, tokens, rng) / 1000
+            service = self.model.draw_ms(len(batch), pairs, tokens, self.rng) / 1000
             yield env.timeout(service)
-            batches.append(BatchRecord(len(batch), pairs, tokens, service * 1000))
+            self.batches.append(BatchRecord(len(batch), pairs, tokens, service * 1000))
             for i in batch:
-                latency[i] = env.now - arrivals[i]
-                wait[i] = began - arrivals[i]
+                self.latency[i] = env.now - self.arrivals[i]
+                self.wait[i] = began - self.arrivals[i]
 
-    env.process(source())
-    for _ in range(replicas):
-        env.process(replica())
-    env.run()
-    return latency, wait, batches
+    def _fill(self, batch: list[int]):
+        """Add queued queries while they fit, until ``max_wait_ms`` after the first arrived
+        (the same policy as :func:`evalkit.measure.load.serve`)."""
+        env, queries, limit = self.env, self.queries, self.batching.max_batch_pairs
+        pairs = queries[batch[0]].pairs
+        deadline = self.arrivals[batch[0]] + self.batching.max_wait_ms / 1000
+        while pairs < limit:
+            if self.queue:
+                if pairs + queries[self.queue[0]].pairs > limit:
+                    break  # full: serve now
+                batch.append(self.queue.popleft())
+                pairs += queries[batch[-1]].pairs
+                continue
+            if env.now >= deadline:
+                break
+            if self.arrived == len(self.arrivals):
+                yield env.timeout(deadline - env.now)  # as the real server: window open
+                break
+            yield self.signal | env.timeout(deadline - env.now)
 
 
 def predict(

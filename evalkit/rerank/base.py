@@ -3,8 +3,9 @@
 A reranker is anything with a ``fingerprint`` (cache identity: weights and every setting
 that changes its scores), ``max_length``, ``device``, ``token_lengths(pairs)`` and
 ``score(pairs, on_done, lengths, progress)`` returning one float per pair (higher = more
-relevant). evalkit ships :class:`~evalkit.rerank.cross_encoder.CrossEncoderReranker` and
-:class:`~evalkit.rerank.biencoder.BiEncoderReranker`; ``reranker=none`` is ``None``.
+relevant). The kinds evalkit ships are listed in
+:data:`evalkit.config.registry.RERANKERS` (cross-encoder, bi-encoder, python, http,
+colbert; ONNX / OpenVINO as backends); ``reranker=none`` is ``None``.
 """
 
 from __future__ import annotations

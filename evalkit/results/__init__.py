@@ -9,7 +9,7 @@ its numbers (dataset content and split, retriever settings and model fingerprint
 settings and model fingerprint, depth, first-stage k, evaluation contract). Two folders
 with the same identity are the same system (a rerun); two identities are never merged.
 
-Folder layout (the contract in DESIGN.md):
+Folder layout (the contract; README.md's table of result files says the same):
 
 ==========================  ==========================================================
 ``config.yaml``             the fully resolved configuration
