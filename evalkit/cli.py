@@ -121,8 +121,7 @@ def _run_one(cfg, folder: Path) -> float | None:
     result = run_experiment(cfg, folder)
     write_run_plots(result)
     print_summary(result)
-    stage = result.metrics.get("reranked") or result.metrics["first_stage"]
-    return next(iter(stage.values()))
+    return result.metrics_record.headline_value
 
 
 # --- evalkit-report / evalkit-decide / evalkit-cache ---------------------------------------

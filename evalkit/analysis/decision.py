@@ -159,7 +159,7 @@ def _dataset(report: Report, budget: Budget) -> str:
 def _curves(report: Report, dataset: str) -> dict:
     """Each reranked system's load curve on ``dataset``, by label."""
     return {
-        report.labels[s.key]: s.result.load_record()
+        report.labels[s.key]: s.result.load_record
         for s in report.systems
         if s.dataset == dataset and s.reranked and s.result is not None and s.result.load_curve
     }

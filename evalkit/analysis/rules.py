@@ -17,7 +17,7 @@ from typing import Protocol
 
 from evalkit.analysis.budget import Budget
 from evalkit.results import is_number
-from evalkit.results.records import LoadCurve
+from evalkit.results.run_records import LoadCurve
 
 CURVE_RULE = (
     "QPS rule with a load curve: the p95 at the asked offered load, from the open-loop load "

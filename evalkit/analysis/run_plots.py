@@ -10,19 +10,21 @@ from pathlib import Path
 
 from evalkit.analysis.plots import _save
 from evalkit.results import RunResult
+from evalkit.results.run_records import DepthPoint, LoadCurve
 
 
 def write_run_plots(result: RunResult) -> None:
     """Draw the plots a finished run folder shows beside its files."""
     if result.folder is None:
         return
-    if result.latency.get("depth_curve"):
-        write_depth_curve(result.latency["depth_curve"], result.folder)
-    if result.load_curve is not None:
-        write_load_curve(result.load_curve, result.folder)
+    depth_curve = result.latency_record.depth_curve
+    if depth_curve:
+        write_depth_curve(depth_curve, result.folder)
+    if result.load_record is not None:
+        write_load_curve(result.load_record, result.folder)
 
 
-def write_depth_curve(curve: list[dict], out: Path) -> None:
+def write_depth_curve(curve: tuple[DepthPoint, ...], out: Path) -> None:
     """Latency-vs-depth table (CSV) and plot for one run folder."""
     import matplotlib
 
@@ -33,9 +35,13 @@ def write_depth_curve(curve: list[dict], out: Path) -> None:
     from evalkit.io import write_text
 
     rows = [
-        {"depth": point["depth"], "stage": stage, **{k: v for k, v in stats.items() if k != "qps"}}
+        {
+            "depth": point.depth,
+            "stage": name,
+            **{k: v for k, v in stage.to_dict().items() if k != "qps"},
+        }
         for point in curve
-        for stage, stats in point["stages"].items()
+        for name, stage in point.stages.items()
     ]
     table = pd.DataFrame(rows)
     write_text(out / "latency_vs_depth.csv", table.to_csv(index=False))
@@ -53,7 +59,7 @@ def write_depth_curve(curve: list[dict], out: Path) -> None:
     _save(figure, out, "latency_vs_depth")
 
 
-def write_load_curve(load: dict, out: Path) -> None:
+def write_load_curve(load: LoadCurve, out: Path) -> None:
     """p95 latency against offered QPS: the measured open-loop points (one replica) and the
     simulated curves for 1, 2 and 4 replicas; saturated points marked."""
     import matplotlib
@@ -62,22 +68,20 @@ def write_load_curve(load: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4))
-    points = sorted(load["points"], key=lambda p: p["offered_qps"])
-    for replicas, curve in sorted(load.get("simulated", {}).items(), key=lambda kv: int(kv[0])):
-        curve = sorted(curve, key=lambda p: p["offered_qps"])
+    for replicas, curve in sorted(load.simulated.items()):
         axes.plot(
-            [p["offered_qps"] for p in curve],
-            [p["p95_ms"] for p in curve],
+            [p.offered_qps for p in curve],
+            [p.p95_ms for p in curve],
             "--",
-            label=f"simulated, {replicas} replica{'s' if int(replicas) > 1 else ''}",
+            label=f"simulated, {replicas} replica{'s' if replicas > 1 else ''}",
         )
-    calm = [p for p in points if not p["saturated"]]
-    tired = [p for p in points if p["saturated"]]
-    axes.plot([p["offered_qps"] for p in calm], [p["p95_ms"] for p in calm], "ko", label="measured")
+    calm = [p for p in load.points if not p.saturated]
+    tired = [p for p in load.points if p.saturated]
+    axes.plot([p.offered_qps for p in calm], [p.p95_ms for p in calm], "ko", label="measured")
     if tired:
         axes.plot(
-            [p["offered_qps"] for p in tired],
-            [p["p95_ms"] for p in tired],
+            [p.offered_qps for p in tired],
+            [p.p95_ms for p in tired],
             "rx",
             label="measured, saturated",
         )

@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evalkit.errors import DataError, problem
+
+# metrics.json -> format: 1 (no key: folders before records were versioned), 2 (now). A
+# reader of format N reads every format up to N and refuses newer ones.
+RESULT_FORMAT = 2
+
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
 PER_QUERY = "per_query.parquet"
@@ -61,3 +67,19 @@ def _read_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} is not a JSON object")
     return data
+
+
+def check_format(folder: Path, metrics: dict) -> int:
+    """The folder's format (1 when unmarked); a newer one than this evalkit reads is a
+    one-line error saying what to do."""
+    found = metrics.get("format", 1)
+    if not isinstance(found, int) or isinstance(found, bool) or not 1 <= found <= RESULT_FORMAT:
+        raise DataError(
+            problem(
+                f"result folder {folder} has format {found!r}; this evalkit reads formats 1 "
+                f"to {RESULT_FORMAT}",
+                str(folder / "metrics.json"),
+                "upgrade evalkit to read it, or rerun it into a fresh folder with this one",
+            )
+        )
+    return found

@@ -23,13 +23,16 @@ from evalkit.results.layout import (
     METRICS,
     PER_QUERY,
     PER_QUERY_COLUMNS,
+    RESULT_FORMAT,
     QUERY_FEATURES,
     STAGES,
     _read_json,
+    check_format,
     completion,
     run_file,
 )
-from evalkit.results.records import Costs, Latency, LoadCurve, SelectiveInputs, System
+from evalkit.results.records import Costs, Latency, SelectiveInputs, System
+from evalkit.results.run_records import LoadCurve, RunLatency, RunMetrics
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +76,20 @@ class RunResult:
     def dataset(self) -> str:
         return self.identity.dataset_name
 
+    @property
     def load_record(self) -> LoadCurve | None:
-        """The load curve as the typed record decide reads (None without one)."""
+        """``load.json`` as a typed record (None without a load test)."""
         return LoadCurve.from_dict(self.load_curve) if self.load_curve else None
+
+    @property
+    def metrics_record(self) -> RunMetrics:
+        """``metrics.json`` as a typed record."""
+        return RunMetrics.from_dict(self.metrics)
+
+    @property
+    def latency_record(self) -> RunLatency:
+        """``latency.json`` as a typed record."""
+        return RunLatency.from_dict(self.latency)
 
     def stage_table(self, stage: str) -> pd.DataFrame:
         """One stage's per-query values: index ``query_id``, one column per measure
@@ -268,7 +282,10 @@ class RunResult:
         if self.query_features is not None:
             write_parquet(folder / QUERY_FEATURES, self.query_features.reset_index())
         write_json(folder / ENV, self.env)
-        write_json(folder / METRICS, {**self.metrics, "identity": self.identity.to_dict()})
+        write_json(
+            folder / METRICS,
+            {**self.metrics, "format": RESULT_FORMAT, "identity": self.identity.to_dict()},
+        )
         checkpoint("before_marker")
         self.completion = dict(marker or {})
         write_json(folder / COMPLETE, self.completion)
@@ -305,6 +322,7 @@ class RunResult:
                     fix="rerun it into a fresh folder (or delete complete.json to redo it)",
                 )
             ) from None
+        check_format(folder, metrics)
         missing = [c for c in PER_QUERY_COLUMNS if c not in per_query.columns]
         if missing or not isinstance(metrics.get("first_stage"), dict):
             raise DataError(
@@ -318,12 +336,6 @@ class RunResult:
         if not np.isfinite(per_query["value"].to_numpy(dtype=np.float64)).all():
             raise DataError(problem(f"{folder / PER_QUERY} holds non-finite values"))
         load_path = folder / LOAD
-        features_path = folder / QUERY_FEATURES
-        features = None
-        if features_path.is_file():
-            features = pd.read_parquet(features_path)
-            features = features.assign(query_id=features["query_id"].astype(str))
-            features = features.set_index("query_id")
         return cls(
             identity=identity,
             config=config,
@@ -333,9 +345,16 @@ class RunResult:
             env=env,
             folder=folder,
             load_curve=_read_json(load_path) if load_path.is_file() else None,
-            query_features=features,
+            query_features=_read_features(folder / QUERY_FEATURES),
             completion=marker,
         )
+
+
+def _read_features(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    features = pd.read_parquet(path)
+    return features.assign(query_id=features["query_id"].astype(str)).set_index("query_id")
 
 
 def find_results(results_dir: str | Path) -> list[RunResult]:

@@ -1,0 +1,39 @@
+"""The typed records over a run's files, and the folder format's version."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evalkit.errors import DataError
+from evalkit.results import RunResult
+from tests.fakeruns import make_run
+
+
+def test_records_read_what_the_files_hold(tmp_path):
+    folder = make_run(tmp_path, "a", [0.1, 0.4, 0.3], [0.3, 0.5, 0.2])
+    result = RunResult.load(folder)
+    metrics = result.metrics_record
+    assert metrics.first_stage == result.metrics["first_stage"]
+    assert metrics.reranked == result.metrics["reranked"]
+    assert metrics.headline_value == next(iter(result.metrics["reranked"].values()))
+    online = result.latency_record.online
+    assert online.stages["total"].p95_ms == result.latency["online"]["total"]["p95_ms"]
+    assert result.load_record is None  # no load test in this run
+
+
+def test_a_folder_of_format_1_loads_and_a_newer_format_is_refused(tmp_path):
+    folder = make_run(tmp_path, "a", [0.1, 0.4, 0.3], [0.3, 0.5, 0.2])
+    metrics_file = folder / "metrics.json"
+    data = json.loads(metrics_file.read_text())
+    assert data["format"] == 2
+    del data["format"]  # as every folder written before the format was recorded
+    metrics_file.write_text(json.dumps(data))
+    assert RunResult.load(folder).metrics_record.first_stage == data["first_stage"]
+    data["format"] = 3
+    metrics_file.write_text(json.dumps(data))
+    with pytest.raises(
+        DataError, match=r"has format 3; this evalkit reads formats 1 to 2.*upgrade"
+    ):
+        RunResult.load(folder)
