@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -28,7 +27,7 @@ from typing import TypeVar
 
 from filelock import FileLock
 
-from evalkit.faults import checkpoint
+from evalkit.io import atomic_write, write_text
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,9 +54,7 @@ def write_manifest(folder: Path) -> None:
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
     manifest = {str(p.relative_to(folder)): file_checksum(p) for p in files}
-    scratch = folder / f".{MANIFEST}.tmp"
-    scratch.write_text(json.dumps(manifest, sort_keys=True))
-    os.replace(scratch, folder / MANIFEST)
+    write_text(folder / MANIFEST, json.dumps(manifest, sort_keys=True))
 
 
 def verify_manifest(folder: Path) -> bool:
@@ -218,20 +215,14 @@ def cached_file(path: Path, compute: Callable[[Path], None], load: Callable[[Pat
                 log.warning("cache entry %s is damaged (%s); recomputing", path, error)
                 path.unlink()
                 sidecar.unlink(missing_ok=True)
-        scratch = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
+        checksum: list[str] = []
+
+        def write(scratch: Path) -> None:
             compute(scratch)
-            with scratch.open("rb") as handle:
-                os.fsync(handle.fileno())
-            checksum = file_checksum(scratch)
-            checkpoint("cache_before_rename")
-            os.replace(scratch, path)
-            sidecar_scratch = sidecar.with_name(f".{sidecar.name}.tmp{os.getpid()}")
-            sidecar_scratch.write_text(checksum)
-            os.replace(sidecar_scratch, sidecar)
-        finally:
-            if scratch.exists():
-                scratch.unlink()
+            checksum.append(file_checksum(scratch))
+
+        atomic_write(path, write, point="cache_before_rename")
+        write_text(sidecar, checksum[0])
         return load(path)
 
 
@@ -323,3 +314,36 @@ def clear_cache(cache_dir: str | Path) -> int:
             elif path.exists() or path.is_symlink():
                 path.unlink()
     return freed
+
+
+COMPLETE = ".complete"  # written last into a folder built by build_folder_once
+
+
+def build_folder_once(folder: Path, convert, stamp: str = "", verify: bool = False) -> Path:
+    """Build ``folder`` with ``convert(target)`` once: in a scratch folder renamed into place
+    (a killed build never looks finished), one process at a time (a file lock). The one way
+    evalkit builds a folder-shaped artifact (datasets, BM25 indexes, random models, ONNX
+    exports).
+
+    With ``verify``, a manifest of checksums is written last and checked on every use: a
+    damaged folder is set aside and rebuilt, never used.
+    """
+    import shutil
+    import tempfile
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if (folder / COMPLETE).is_file():
+            if not verify or verify_manifest(folder):
+                return folder
+            log.warning("cached %s is damaged; rebuilding it", folder)
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".build-") as scratch:
+            target = Path(scratch) / "data"
+            convert(target)
+            (target / COMPLETE).write_text(stamp)
+            if verify:
+                write_manifest(target)
+            if folder.exists():
+                shutil.rmtree(folder)
+            target.rename(folder)
+    return folder

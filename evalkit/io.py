@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-from filelock import FileLock
 
 from evalkit.errors import DataError, problem
 from evalkit.faults import checkpoint
 from evalkit.types import DOC_ID, QUERY_ID, RANK, SCORE, rank_run
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via ``write(tmp)`` then rename over ``path``: readers never see half a file."""
+def atomic_write(path: Path, write: Callable[[Path], None], point: str | None = None) -> None:
+    """Write via ``write(tmp)`` then rename over ``path``: readers never see half a file.
+    The one place evalkit writes a file atomically (``point``: the kill point's name for the
+    crash tests, ``before_rename:<file name>`` by default)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(scratch)
         with scratch.open("rb") as handle:
             os.fsync(handle.fileno())
-        checkpoint(f"before_rename:{path.name}")
+        checkpoint(point or f"before_rename:{path.name}")
         os.replace(scratch, path)
     finally:
         if scratch.exists():
@@ -78,23 +77,3 @@ def read_trec_run(path: str | Path) -> pd.DataFrame:
                     problem(f"score '{fields[4]}' is not a number", f"{path}:{number}")
                 ) from None
     return pd.DataFrame(rows, columns=[QUERY_ID, DOC_ID, SCORE])
-
-
-COMPLETE = ".complete"  # written last into a folder built by build_folder_once
-
-
-def build_folder_once(folder: Path, convert, stamp: str) -> Path:
-    """Build ``folder`` with ``convert(target)`` once: in a scratch folder renamed into place
-    (a killed conversion never looks finished), one process at a time (a file lock)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if (folder / COMPLETE).is_file():
-            return folder
-        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".convert-") as scratch:
-            target = Path(scratch) / "data"
-            convert(target)
-            (target / COMPLETE).write_text(stamp)
-            if folder.exists():
-                shutil.rmtree(folder)
-            target.rename(folder)
-    return folder

@@ -166,6 +166,30 @@ def test_out_of_memory_halves_the_batch_and_keeps_finished_work():
     assert sum(n for _, n in saved) == 100
 
 
+def test_corpus_encoding_backs_off_the_same_way():
+    """The bi-encoder's embeddings go through the same back-off (rows kept whole)."""
+    from evalkit.models.encoders import BiEncoder
+
+    class Model:
+        device, batch_sizes = "cpu", []
+
+        def encode(self, texts, batch_size, **kwargs):
+            self.batch_sizes.append(batch_size)
+            if batch_size > 2:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 1.00 GiB")
+            return np.array([[len(t), 1.0, 0.0] for t in texts], dtype=np.float32)
+
+        def get_sentence_embedding_dimension(self):
+            return 3
+
+    model = Model()
+    texts = ["a", "bb", "ccc", "dddd", "eeeee"]
+    embeddings = BiEncoder(model, batch_size=8, show_progress=False).encode(texts)
+    assert embeddings.shape == (5, 3)
+    assert embeddings[:, 0].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert model.batch_sizes[:3] == [8, 4, 2]
+
+
 def test_other_runtime_errors_are_not_swallowed():
     def compute(chunk, batch_size):
         raise RuntimeError("shape mismatch")

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from evalkit.cache import COMPLETE, build_folder_once
 from evalkit.errors import ConfigError, DataError, NetworkError, problem
-from evalkit.io import COMPLETE, build_folder_once
 
 if TYPE_CHECKING:
     from evalkit.config.schema import DatasetConfig

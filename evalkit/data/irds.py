@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
+from evalkit.cache import COMPLETE, build_folder_once
 from evalkit.errors import ConfigError, DataError, NetworkError, problem
-from evalkit.io import COMPLETE, build_folder_once
 
 if TYPE_CHECKING:
     from evalkit.config.schema import DatasetConfig

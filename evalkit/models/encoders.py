@@ -28,8 +28,10 @@ def run_with_backoff(
     compute: Callable[[Sequence, int], np.ndarray],
     on_done: Callable[[int, np.ndarray], None] | None = None,
     chunk_batches: int = 8,
+    flatten: bool = True,
 ) -> np.ndarray:
-    """Run ``compute(chunk, batch_size)`` over ``items`` in chunks, halving on OOM.
+    """Run ``compute(chunk, batch_size)`` over ``items`` in chunks, halving on OOM: the one
+    out-of-memory back-off of every model (scores, and embeddings with ``flatten=False``).
 
     Results of finished chunks are kept (and handed to ``on_done(start, values)`` so a
     caller can persist them) when a later chunk runs out of memory; the failed chunk is
@@ -40,7 +42,8 @@ def run_with_backoff(
     while start < len(items):
         chunk = items[start : start + batch_size * chunk_batches]
         try:
-            values = np.asarray(compute(chunk, batch_size), dtype=np.float32).reshape(-1)
+            values = np.asarray(compute(chunk, batch_size), dtype=np.float32)
+            values = values.reshape(-1) if flatten else values
         except RuntimeError as error:
             if not is_out_of_memory(error) or batch_size == 1:
                 raise
@@ -91,19 +94,20 @@ class BiEncoder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         from tqdm.auto import tqdm
 
-        chunks: list[np.ndarray] = []
         with tqdm(
             total=len(texts),
             desc="encode",
             unit="text",
             disable=not self.show_progress or len(texts) < 256,
         ) as bar:
-            step = self.batch_size * 16
-            for start in range(0, len(texts), step):
-                part = texts[start : start + step]
-                chunks.append(_encode_with_backoff(part, self.batch_size, compute))
-                bar.update(len(part))
-        return np.concatenate(chunks)
+            return run_with_backoff(
+                texts,
+                self.batch_size,
+                compute,
+                on_done=lambda _, values: bar.update(len(values)),
+                chunk_batches=16,
+                flatten=False,
+            )
 
     def devices(self) -> list[str] | None:
         """All GPUs of the machine when there are several (sentence-transformers then
@@ -125,15 +129,3 @@ class BiEncoder:
     @property
     def dimension(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())
-
-
-def _encode_with_backoff(texts, batch_size, compute) -> np.ndarray:
-    while True:
-        try:
-            return compute(texts, batch_size)
-        except RuntimeError as error:
-            if not is_out_of_memory(error) or batch_size == 1:
-                raise
-            _empty_cuda_cache()
-            batch_size //= 2
-            log.warning("out of memory while encoding: batch size now %d", batch_size)

@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from evalkit.cache import verify_manifest, write_manifest
+from evalkit.cache import build_folder_once
 from evalkit.data.download import safe_name
 from evalkit.errors import ConfigError, ModelError, problem
 
@@ -90,36 +90,23 @@ def build_random_model(
         suffix = "-small" + hashlib.sha256(shape).hexdigest()[:8]
     name = safe_name(f"{model.replace('/', '-')}-{kind}-seed{seed}{suffix}", "model name")
     target = Path(cache_dir) / "random_models" / name
-    if (target / ".complete").is_file():
-        if verify_manifest(target):
-            return target
-        log.warning("cached random model %s is damaged; rebuilding it", target)
-        import shutil
 
-        shutil.rmtree(target, ignore_errors=True)
-    import torch
+    def build(scratch: Path) -> None:
+        import torch
 
-    config = AutoConfig.for_model(**settings, num_labels=1)
-    torch.manual_seed(seed)
-    if kind == "cross_encoder":
-        network = AutoModelForSequenceClassification.from_config(config)
-    else:
-        network = AutoModel.from_config(config)
-    scratch = target.with_name(target.name + f".tmp{os.getpid()}")
-    network.save_pretrained(scratch)
-    _random_model_tokenizer(model, settings).save_pretrained(scratch)
-    if kind == "bi_encoder":
-        _write_sentence_transformer_files(scratch, settings["hidden_size"])
-    (scratch / ".complete").write_text(json.dumps({"model": model, "seed": seed}))
-    write_manifest(scratch)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        scratch.rename(target)
-    except OSError:  # another process finished first; use its copy
-        import shutil
+        config = AutoConfig.for_model(**settings, num_labels=1)
+        torch.manual_seed(seed)
+        if kind == "cross_encoder":
+            network = AutoModelForSequenceClassification.from_config(config)
+        else:
+            network = AutoModel.from_config(config)
+        network.save_pretrained(scratch)
+        _random_model_tokenizer(model, settings).save_pretrained(scratch)
+        if kind == "bi_encoder":
+            _write_sentence_transformer_files(scratch, settings["hidden_size"])
 
-        shutil.rmtree(scratch, ignore_errors=True)
-    return target
+    stamp = json.dumps({"model": model, "seed": seed})
+    return build_folder_once(target, build, stamp, verify=True)
 
 
 def _random_model_tokenizer(model: str, settings: dict):

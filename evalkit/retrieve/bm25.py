@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evalkit.cache import verify_manifest, write_manifest
 from evalkit.errors import ConfigError, problem
 from evalkit.retrieve.base import document_texts
 from evalkit.types import DOC_ID, QUERY_ID, SCORE, empty_run
 
 log = logging.getLogger(__name__)
-COMPLETE = ".complete"
 
 
 def _import_bm25s():
@@ -127,30 +125,19 @@ class BM25Retriever:
 
     def _cached(self, folder: Path, texts: list[str]):
         """Build the index once (under a lock), save it, and load it memory-mapped."""
-        import os
-        import shutil
+        from evalkit.cache import build_folder_once
 
         bm25s = _import_bm25s()
-        from filelock import FileLock
 
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(folder) + ".lock"):
-            if (folder / COMPLETE).is_file() and not verify_manifest(folder):
-                log.warning("cached BM25 index %s is damaged; rebuilding it", folder)
-                shutil.rmtree(folder, ignore_errors=True)
-            if not (folder / COMPLETE).is_file():
-                shutil.rmtree(folder, ignore_errors=True)
-                scratch = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-                shutil.rmtree(scratch, ignore_errors=True)
-                tokenizer, model = self._build(texts)
-                # an index built from token ids has an int->int vocabulary, which bm25s's
-                # JSON writer refuses (orjson: keys must be str); store it with str keys
-                model.vocab_dict = {str(k): v for k, v in model.vocab_dict.items()}
-                model.save(str(scratch), show_progress=False)
-                tokenizer.save_vocab(str(scratch))
-                (scratch / COMPLETE).write_text("")
-                write_manifest(scratch)
-                scratch.rename(folder)
+        def build(scratch: Path) -> None:
+            tokenizer, model = self._build(texts)
+            # an index built from token ids has an int->int vocabulary, which bm25s's
+            # JSON writer refuses (orjson: keys must be str); store it with str keys
+            model.vocab_dict = {str(k): v for k, v in model.vocab_dict.items()}
+            model.save(str(scratch), show_progress=False)
+            tokenizer.save_vocab(str(scratch))
+
+        build_folder_once(folder, build, verify=True)
         tokenizer = self._make_tokenizer()
         tokenizer.load_vocab(str(folder))
         model = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
