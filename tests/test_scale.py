@@ -83,14 +83,20 @@ def test_shard_jobs_split_the_work_and_the_final_run_encodes_nothing(tmp_path):
     assert (indices == brute).all()
 
 
+# A barrier, not a sleep: each process says it is about to claim the artifact; whichever
+# computes it waits (inside the lock) until both have said so, so the other one is claiming
+# while the first computes.
 CLAIMER = textwrap.dedent("""
-    import sys, time, pathlib, numpy as np
+    import os, sys, time, pathlib, numpy as np
     from evalkit.cache import cached_file
     path, log = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    (path.parent / f"ready-{os.getpid()}").write_text("")
     def compute(tmp):
         with log.open("a") as handle:
             handle.write("computed\\n")
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60
+        while len(list(path.parent.glob("ready-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         np.save(tmp.open("wb"), np.arange(5.0), allow_pickle=False)
     print(cached_file(path, compute, lambda p: np.load(p)).tolist())
 """)

@@ -41,12 +41,15 @@ log = logging.getLogger(__name__)
 class RunResult:
     """One run's results; the only reader and writer of a result folder.
 
-    Example:
-        >>> result = RunResult.load("results/runs/my-run")  # doctest: +SKIP
-        >>> result.metrics["reranked"]["nDCG@10"]  # doctest: +SKIP
-        0.4043
-        >>> [s.identity.name() for s in result.systems()]  # doctest: +SKIP
-        ['bm25', 'bm25 → biencoder@30']
+    Example (a folder made by the tests' helper, as ``evalkit-run`` would write it):
+        >>> import tempfile
+        >>> from tests.fakeruns import make_run
+        >>> folder = make_run(Path(tempfile.mkdtemp()), "my-run", [0.2, 0.4], [0.5, 0.4])
+        >>> result = RunResult.load(folder)
+        >>> result.metrics_record.reranked["nDCG@10"]  # (0.5 + 0.4) / 2
+        0.45
+        >>> [s.identity.name() for s in result.systems()]
+        ['bm25', 'bm25 → ce@100']
     """
 
     identity: Identity
