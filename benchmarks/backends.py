@@ -43,7 +43,13 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reranker", default="biencoder_packaged")
+    parser.add_argument(
+        "--smoke", action="store_true", help="seconds: 2 queries x top 3, torch and ONNX fp32"
+    )
     args = parser.parse_args()
+    variants = VARIANTS[::2][:2] if args.smoke else VARIANTS
+    if args.smoke:
+        args.queries, args.depth, args.repeats = 2, 3, 1
 
     cache = tempfile.mkdtemp(prefix="evalkit-backends-")
     base = [
@@ -67,7 +73,7 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, reranker={args.reranker}"
     )
     results = {}
-    for name, extra in VARIANTS:
+    for name, extra in variants:
         scorer = build_scorer(validate(compose(base + extra)))
         scorer.score(pairs[:64])  # warm-up (and the export, cached, on first use)
         seconds = []

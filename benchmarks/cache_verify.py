@@ -35,14 +35,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--smoke", action="store_true", help="seconds: 1,000 rows, a small run")
     args = parser.parse_args()
+    queries = 10 if args.smoke else 1000
+    if args.smoke:
+        args.rows = 1000
     root = Path(tempfile.mkdtemp())
     matrix = np.random.default_rng(0).standard_normal((args.rows, 384)).astype(np.float32)
     run = pd.DataFrame(
         {
-            "query_id": np.repeat([f"q{i}" for i in range(1000)], 1000),
-            "doc_id": [f"d{i}" for i in range(1_000_000)],
-            "score": np.random.default_rng(1).random(1_000_000),
+            "query_id": np.repeat([f"q{i}" for i in range(queries)], 1000),
+            "doc_id": [f"d{i}" for i in range(queries * 1000)],
+            "score": np.random.default_rng(1).random(queries * 1000),
         }
     )
     shard, table = root / "shard.npy", root / "run.parquet"
@@ -60,7 +64,7 @@ def main() -> None:
             lambda: touch(cached_file(shard, None, lambda p: _load_npy(p, args.rows))),
         ),
         (
-            f"first-stage run 1,000,000 rows ({table.stat().st_size / 2**20:.0f} MiB)",
+            f"first-stage run {len(run):,} rows ({table.stat().st_size / 2**20:.0f} MiB)",
             lambda: pd.read_parquet(table),
             lambda: cached_file(table, None, pd.read_parquet),
         ),

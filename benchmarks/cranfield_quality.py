@@ -25,6 +25,11 @@ MEASURES = ["nDCG@10", "P@10", "RR@10", "R@100", "AP"]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds: BM25 alone and a cost-only reranker, 3 queries",
+    )
     args = parser.parse_args()
     minilm = minilm_path()
     configs = {
@@ -45,6 +50,12 @@ def main() -> None:
             "pipeline.depth=10",
         ],
     }
+    if args.smoke:
+        configs = {
+            k: [*v, "dataset.max_queries=3"]
+            for k, v in configs.items()
+            if "MiniLM" not in k or "random" in k
+        }
     rows = []
     for name, overrides in configs.items():
         with tempfile.TemporaryDirectory() as scratch:
@@ -59,9 +70,9 @@ def main() -> None:
                 ]
             )
             start = time.perf_counter()
-            metrics = run_experiment(cfg, Path(scratch) / "run")
+            record = run_experiment(cfg, Path(scratch) / "run").metrics_record
             wall = time.perf_counter() - start
-        values = metrics.get("reranked") or metrics["first_stage"]
+        values = record.reranked or record.first_stage
         rows.append((name, values, wall))
         print(name, {m: round(values[m], 4) for m in MEASURES}, f"{wall:.1f}s", flush=True)
     lines = [

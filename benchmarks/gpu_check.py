@@ -58,7 +58,6 @@ def main() -> None:
     from sentence_transformers import CrossEncoder
 
     from evalkit.measure.online import cuda_synchronizer, measure_online
-    from evalkit.models.encoders import run_with_backoff
     from evalkit.models.loading import build_random_model
     from evalkit.rerank.cross_encoder import CrossEncoderReranker
 
@@ -66,16 +65,44 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds, on any device: a small MiniLM-L6-shaped model, 2 queries x 4 pairs, fp32",
+    )
     args = parser.parse_args()
-    assert torch.cuda.is_available(), "needs a CUDA GPU"
-    device = torch.cuda.get_device_name(0)
-    sync = cuda_synchronizer("cuda")
-    per_query = cranfield_pairs(args.queries, 100)
+    on_gpu = torch.cuda.is_available()
+    assert on_gpu or args.smoke, "needs a CUDA GPU (--smoke runs on the CPU)"
+    cuda = "cuda" if on_gpu else "cpu"
+    device = torch.cuda.get_device_name(0) if on_gpu else "CPU (smoke run)"
+    sync = cuda_synchronizer(cuda) or (lambda: None)
+    models = dict(list(MODELS.items())[:1]) if args.smoke else MODELS
+    shrink = (
+        {
+            "num_hidden_layers": 1,
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        }
+        if args.smoke
+        else None
+    )
+    dtypes = (
+        (("fp32", torch.float32),)
+        if args.smoke
+        else (
+            ("fp32", torch.float32),
+            ("fp16", torch.float16),
+            ("bf16", torch.bfloat16),
+        )
+    )
+    per_query = cranfield_pairs(2, 4) if args.smoke else cranfield_pairs(args.queries, 100)
     flat = [p for q in per_query for p in q]
     cache = Path(tempfile.mkdtemp())
     lines = [
         f"GPU check on {device}, torch {torch.__version__}, "
-        f"{len(flat)} Cranfield pairs ({args.queries} queries x depth 100), max_length 512; "
+        f"{len(flat)} Cranfield pairs ({len(per_query)} queries x depth {len(per_query[0])}), "
+        "max_length 512; "
         "pairs/s: best of two passes over all pairs (tokenisation included); latency: "
         "one query's 100 pairs per call, closed loop, CUDA synchronised",
         "",
@@ -83,16 +110,12 @@ def main() -> None:
         "Spearman vs fp32 | max abs diff | NaN |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name, model_id in MODELS.items():
-        path = build_random_model(model_id, "cross_encoder", cache, seed=0)
+    for name, model_id in models.items():
+        path = build_random_model(model_id, "cross_encoder", cache, seed=0, shrink=shrink)
         reference = None
-        for dtype_name, dtype in (
-            ("fp32", torch.float32),
-            ("fp16", torch.float16),
-            ("bf16", torch.bfloat16),
-        ):
+        for dtype_name, dtype in dtypes:
             model = CrossEncoder(
-                str(path), device="cuda", max_length=512, model_kwargs={"torch_dtype": dtype}
+                str(path), device=cuda, max_length=512, model_kwargs={"torch_dtype": dtype}
             )
             batch = args.batch
             scorer = CrossEncoderReranker(model, batch_size=batch, show_progress=False)
@@ -121,10 +144,19 @@ def main() -> None:
                 f"{'yes' if np.isnan(scores).any() else 'no'} |"
             )
             del model, scorer
-            torch.cuda.empty_cache()
+            if on_gpu:
+                torch.cuda.empty_cache()
         print("\n".join(lines[-3:]), flush=True)
 
-    # out-of-memory back-off on a real CUDA OOM: each item of a batch asks for 8 GiB
+    if on_gpu:
+        lines += oom_check(torch)
+    emit_lines(lines, args.out)
+
+
+def oom_check(torch) -> list[str]:
+    """Out-of-memory back-off on a real CUDA OOM: each item of a batch asks for 8 GiB."""
+    from evalkit.models.encoders import run_with_backoff
+
     total = torch.cuda.get_device_properties(0).total_memory
     sizes = []
 
@@ -137,16 +169,19 @@ def main() -> None:
     items = ["ab"] * 40
     values = run_with_backoff(items, 64, compute, chunk_batches=1)
     ok = values.tolist() == [2.0] * 40
-    lines += [
+    return [
         "",
         f"OOM back-off: GPU memory {total / 2**30:.0f} GiB; batch sizes tried "
         f"{sorted(set(sizes), reverse=True)} (8 GiB per item); all 40 results kept: {ok}",
     ]
+
+
+def emit_lines(lines: list[str], out: Path | None) -> None:
     text = "\n".join(lines)
     print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

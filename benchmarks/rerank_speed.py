@@ -90,7 +90,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=8)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--parts", default="1234", help="which parts to run, e.g. 234")
+    parser.add_argument("--smoke", action="store_true", help="seconds: one query, part 1")
     args = parser.parse_args()
+    if args.smoke:
+        args.queries, args.parts = 1, "1"
     scratch = Path(tempfile.mkdtemp())
     config = validate(
         compose(
@@ -104,6 +107,7 @@ def main() -> None:
                 "reranker.dtype=fp32",
                 "reranker.device=cpu",
                 "show_progress=false",
+                *(["reranker.max_length=32"] if args.smoke else []),
             ]
         )
     )

@@ -151,7 +151,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", nargs="+", default=None)
+    parser.add_argument("--smoke", action="store_true", help="seconds: 1,000 documents")
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes = [1000]
     if args.child:
         kind, size, *rest = args.child
         result = bm25_child(int(size)) if kind == "bm25" else dense_child(int(size), rest)

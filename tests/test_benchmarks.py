@@ -1,6 +1,7 @@
-"""Benchmark scripts must not rot: each one starts, and those with a ``--smoke`` mode run it.
+"""Benchmark scripts must not rot: the fast tier runs each one's ``--smoke`` mode.
 
-They are timed by hand (docs/benchmarks.md); here only that they still run is checked.
+They are timed by hand (docs/benchmarks.md); here only that they run end to end and print
+their table is checked, never a timing.
 """
 
 from __future__ import annotations
@@ -13,23 +14,29 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_"))
+# what each smoke run prints when it got to the end (a row of its table)
+EXPECTED = {
+    "backends.py": "onnxruntime fp32 |",
+    "cache_verify.py": "| embedding shard 1,000 x 384 fp32",
+    "cranfield_quality.py": "| BM25 |",
+    "gpu_check.py": "| minilm_l6 | fp32 |",
+    "latency.py": "| minilm_l6 | 2 | 1 |",
+    "rerank_speed.py": "Speed-up:",
+    "scale.py": "| 1,000 |",
+}
 
 
-def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=BENCHMARKS
-    )
+def test_every_benchmark_script_has_a_smoke_check():
+    assert sorted(EXPECTED) == SCRIPTS
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_every_benchmark_script_starts(script):
-    done = run(script, "--help", timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "usage:" in done.stdout
-
-
-def test_the_latency_benchmark_smoke_run_measures_a_query(tmp_path):
-    done = run("latency.py", "--smoke", "--cache", str(tmp_path), "--out", str(tmp_path / "o.md"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    table = (tmp_path / "o.md").read_text()
-    assert "| minilm_l6 | 2 | 1 |" in table  # one row: MiniLM-L6 at depth 2, one query
+def test_benchmark_smoke_run(script, tmp_path):
+    args = [sys.executable, script, "--smoke"]
+    if script == "latency.py":
+        args += ["--cache", str(tmp_path)]
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=600, cwd=BENCHMARKS, env=None
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert EXPECTED[script] in done.stdout, done.stdout[-3000:]

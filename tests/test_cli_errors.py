@@ -123,6 +123,7 @@ def test_verbose_shows_the_traceback(tmp_path):
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
+@pytest.mark.slow  # an end-to-end evalkit-run in a subprocess
 def test_run_folders_are_named_after_the_dataset_folder_and_marked_cost_only(tmp_path):
     import subprocess
     import sys

@@ -129,6 +129,7 @@ def run_cli(tmp_path, folder, *extra, check=True):
     return result
 
 
+@pytest.mark.slow  # an end-to-end evalkit-run in a subprocess
 def test_http_reranker_end_to_end(tmp_path):
     with RerankServer(key="k-9f3a-never-written") as server:
         run_cli(tmp_path, "http", *http_settings(server, "reranker.price_per_1k_searches=2.0"))
@@ -173,6 +174,7 @@ def test_http_reranker_end_to_end(tmp_path):
     assert f"${expected:,.4g}/1k queries" in line and "exceeds the" in line
 
 
+@pytest.mark.slow  # an end-to-end evalkit-run in a subprocess
 def test_a_killed_http_run_resumes_from_the_cached_scores(tmp_path):
     with RerankServer(key="k-9f3a-never-written") as server:
         server.faults = [None, None, "die"]

@@ -124,6 +124,7 @@ def test_unknown_ir_datasets_id_is_one_line(tmp_path):
         load_dataset(config, tmp_path)
 
 
+@pytest.mark.slow  # an end-to-end evalkit-run in a subprocess
 def test_mteb_candidate_lists_are_the_first_stage_end_to_end(tmp_path):
     hub = ["dataset=hub", f"dataset.hub_id={HUB_TOY}", "dataset.name=hub_toy"]
     evalkit_run(
