@@ -129,3 +129,33 @@ def test_an_unknown_kind_is_refused_with_the_nearest_choices():
 
     with pytest.raises(ConfigError, match=r"unknown reranker.kind 'crossencoder'.*'cross_encoder'"):
         validate(compose(["reranker.kind=crossencoder"]))
+
+
+@pytest.mark.parametrize(
+    ("returned", "found"),
+    [
+        (lambda n: [1.0] * (n - 1), r"shape \(\d+,\)"),
+        (lambda n: [[1.0, 2.0]] * n, r"shape \(\d+, 2\)"),
+        (lambda n: ["high"] * n, "non-numbers"),
+    ],
+)
+def test_a_second_stage_returning_the_wrong_scores_is_one_line(returned, found):
+    import pandas as pd
+
+    from evalkit.errors import ModelError
+    from evalkit.rerank.engine import rerank
+
+    class Wrong:
+        fingerprint, max_length, device = "wrong-v1", None, "cpu"
+
+        def token_lengths(self, pairs):
+            return [1] * len(pairs)
+
+        def score(self, pairs, on_done=None, lengths=None, progress=None):
+            return returned(len(pairs))
+
+    run = pd.DataFrame({"query_id": ["q"] * 3, "doc_id": ["a", "b", "c"], "score": [3.0, 2.0, 1.0]})
+    queries = pd.DataFrame({"query_id": ["q"], "text": ["wing"]})
+    corpus = pd.DataFrame({"doc_id": ["a", "b", "c"], "title": [""] * 3, "text": ["x", "y", "z"]})
+    with pytest.raises(ModelError, match=rf"'wrong-v1' returned {found} for 3 pairs"):
+        rerank(run, queries, corpus, 3, Wrong(), show_progress=False)

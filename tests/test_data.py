@@ -98,6 +98,20 @@ def test_malformed_qrels_errors(tmp_path, qrels, message):
         load_beir_folder(write_beir(tmp_path / "ds", qrels=qrels))
 
 
+@pytest.mark.parametrize("grade", ["2.0", "1_0", "\u0662", "+1", "1e0", ""])
+def test_grades_are_integers_in_ascii_digits(tmp_path, grade):
+    """Python's int() reads '1_0' as 10 and Arabic-Indic '٢' as 2: evalkit refuses them."""
+    qrels = f"query-id\tcorpus-id\tscore\nq1\td1\t{grade}\n"
+    with pytest.raises(DataError, match=r"relevance must be an integer.*ds/qrels/test.tsv:2"):
+        load_beir_folder(write_beir(tmp_path / "ds", qrels=qrels))
+
+
+def test_negative_and_zero_grades_are_read(tmp_path):
+    qrels = "query-id\tcorpus-id\tscore\nq1\td1\t-1\nq1\td2\t0\nq2\td1\t3\n"
+    ds = load_beir_folder(write_beir(tmp_path / "ds", qrels=qrels))
+    assert ds.qrels.relevance.tolist() == [-1, 0, 3]
+
+
 def test_missing_split_lists_the_available_ones(tmp_path):
     folder = write_beir(tmp_path / "ds", split="dev")
     with pytest.raises(DataError, match=r"split 'test' not found.*\['dev'\]"):
