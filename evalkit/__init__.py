@@ -6,7 +6,7 @@ The Python API does what the commands do and returns typed objects::
 
     result = evalkit.run(["dataset=cranfield", "reranker=biencoder_packaged",
                           "pipeline.depth=30"], "results/runs/bm25-mini")   # RunResult
-    results = evalkit.measure.load("results/sweeps/quickstart")                    # [RunResult]
+    results = evalkit.load("results/sweeps/quickstart")                    # [RunResult]
     report = evalkit.compare(results, metric="nDCG@10")                    # Report
     report.to_dataframe()                                                  # tidy table
     decision = evalkit.decide(report, p95_ms=500)                          # Decision

@@ -4,10 +4,20 @@ Rules (also written to ``metrics.json`` -> ``contract``):
 
 * Ranking: score descending, ties by doc id descending (trec_eval's order). ir_measures
   backends disagree on ties (its MS MARCO RR backend and pytrec_eval order tied documents
-  differently), so every backend receives ``-rank`` as the score: one order for all.
+  differently), so every backend receives a score derived from that rank (``n + 1 -
+  rank``: positive, strictly decreasing): one order for all, and a measure that reads
+  score values (``Compat`` ranks an unretrieved document at 0) sees retrieved documents
+  above unretrieved ones, as with real positive scores.
 * Every query in the qrels is evaluated; a query with nothing retrieved scores 0 on every
-  measure (trec_eval ``-c``), never dropped.
-* Binary measures use the dataset's relevance level (``P(rel=2)@10`` on TREC DL).
+  measure (trec_eval ``-c``), never dropped -- except the counts, which stay true: it is
+  one query (``NumQ``) with its own relevant documents (``NumRel``).
+* Count measures (``NumQ``, ``NumRet``, ``NumRel``, ``NumRelRet``) aggregate as sums, as
+  trec_eval prints them; every other measure as the mean over queries.
+* The dataset's relevance level applies to the measures that take one (``P(rel=2)@10``,
+  ``NumRelRet`` = ``NumRet(rel=2)``, ``NumRel(rel=2)``) and to no other: ``NumRet`` counts
+  every retrieved document, ``nDCG`` uses the grades.
+* A measure no installed backend computes exactly on this data is refused before anything
+  runs (:func:`check_computable`), in one line naming it and why.
 """
 
 from __future__ import annotations
@@ -35,8 +45,15 @@ DEFAULT_MEASURES = (
 
 CONTRACT = {
     "ranking": "score descending, ties broken by doc id descending (trec_eval order)",
-    "backend_input": "every ir_measures backend receives -rank as score, so all agree on ties",
-    "missing_queries": "queries in the qrels with no retrieved documents score 0 (trec_eval -c)",
+    "backend_input": (
+        "every ir_measures backend receives n + 1 - rank as score, so all agree on ties"
+    ),
+    "missing_queries": (
+        "queries in the qrels with no retrieved documents score 0 (trec_eval -c); NumQ and "
+        "NumRel keep their true values"
+    ),
+    "aggregation": "NumQ, NumRet, NumRel, NumRelRet summed (trec_eval); every other measure "
+    "the mean over evaluated queries",
     "evaluated_queries": "queries that have at least one judgment in the split",
     "measures_library": f"ir_measures {ir_measures.__version__}",
     "reranking": "top `depth` candidates rescored; first-stage tail kept below them",
@@ -64,14 +81,30 @@ def parse_measures(names: Iterable[str], relevance_level: int = 1) -> list:
                 )
             ) from None
         _check_params(measure, name)
-        if (
-            relevance_level != 1
-            and "rel" in getattr(measure, "SUPPORTED_PARAMS", {})
-            and "rel" not in measure.params
-        ):
-            measure = measure(rel=relevance_level)
-        measures.append(measure)
+        measures.append(at_level(measure, relevance_level, str(name)))
     return measures
+
+
+COUNT_MEASURES = frozenset({"NumQ", "NumRet", "NumRel"})  # NumRelRet is NumRet(rel=1)
+
+
+def at_level(measure, relevance_level: int, asked: str = ""):
+    """``measure`` at the dataset's relevance level where the measure takes one (a binary
+    measure's threshold; ``NumRelRet``, which ir_measures spells ``NumRet(rel=1)``), unless
+    the user gave a level; never plain ``NumRet``, which counts every retrieved document.
+
+    Example:
+        >>> [str(at_level(m, 2, n)) for n in ("NumRet", "NumRelRet", "NumRel")
+        ...  for m in [ir_measures.parse_measure(n)]]
+        ['NumRet', 'NumRet(rel=2)', 'NumRel(rel=2)']
+    """
+    if relevance_level == 1 or "rel" not in getattr(measure, "SUPPORTED_PARAMS", {}):
+        return measure
+    if asked.strip() == "NumRelRet":
+        return measure(rel=relevance_level)
+    if "rel" in measure.params or measure.NAME == "NumRet":
+        return measure
+    return measure(rel=relevance_level)
 
 
 def _check_params(measure, name: str) -> None:
@@ -140,27 +173,20 @@ def evaluate(run: pd.DataFrame, qrels: pd.DataFrame, measures: Sequence) -> Eval
         measures: parsed measures (see :func:`parse_measures`).
 
     Returns:
-        An :class:`Evaluation`; ``aggregate`` averages over every query in the qrels.
+        An :class:`Evaluation`; ``aggregate`` is the mean over every query in the qrels
+        (the sum for count measures).
 
     Example:
         >>> qrels = pd.DataFrame({"query_id": ["1", "2"], "doc_id": ["a", "a"],
         ...                       "relevance": [1, 1]})
         >>> run = pd.DataFrame({"query_id": ["1", "1"], "doc_id": ["b", "a"],
         ...                     "score": [2.0, 1.0]})
-        >>> evaluate(run, qrels, parse_measures(["RR@10"])).aggregate  # q2 retrieved nothing
-        {'RR@10': 0.25}
+        >>> evaluate(run, qrels, parse_measures(["RR@10", "NumRel"])).aggregate  # q2: no run
+        {'RR@10': 0.25, 'NumRel': 2.0}
     """
     check_run(run)
-    ranked = rank_run(run)
-    judged_queries = sorted(set(qrels[QUERY_ID]))
-    ranked = ranked[ranked[QUERY_ID].isin(judged_queries)]
-    backend_run = pd.DataFrame(
-        {
-            QUERY_ID: ranked[QUERY_ID].astype(str),
-            DOC_ID: ranked[DOC_ID].astype(str),
-            SCORE: -ranked[RANK].astype(float),
-        }
-    )
+    judged_queries = sorted(set(qrels[QUERY_ID].astype(str)))
+    backend_run = _backend_run(run, judged_queries)
     backend_qrels = pd.DataFrame(
         {
             QUERY_ID: qrels[QUERY_ID].astype(str),
@@ -170,18 +196,66 @@ def evaluate(run: pd.DataFrame, qrels: pd.DataFrame, measures: Sequence) -> Eval
     )
     measures = unique_measures(measures)
     names = [str(m) for m in measures]
-    rows = [
-        (metric.query_id, str(metric.measure), float(metric.value))
-        for metric in ir_measures.iter_calc(list(measures), backend_qrels, backend_run)
-    ]
-    found = pd.DataFrame(rows, columns=[QUERY_ID, "measure", "value"])
+    found = pd.DataFrame(
+        list(_calc(measures, backend_qrels, backend_run)), columns=[QUERY_ID, "measure", "value"]
+    )
     grid = pd.MultiIndex.from_product([judged_queries, names], names=[QUERY_ID, "measure"])
     per_query = (
         found.drop_duplicates([QUERY_ID, "measure"])
         .set_index([QUERY_ID, "measure"])["value"]
-        .reindex(grid, fill_value=0.0)
-        .reset_index()
+        .reindex(grid)
     )
-    means = per_query.groupby("measure", sort=False)["value"].mean()
-    aggregate = {name: float(means[name]) for name in names}
+    # a query the run does not retrieve for: whatever a backend says (some report 0 for
+    # NumQ and NumRel, some nothing), it is worth what trec_eval -c gives it
+    unretrieved = ~per_query.index.get_level_values(QUERY_ID).isin(set(backend_run[QUERY_ID]))
+    per_query = per_query.mask(unretrieved).fillna(_missing_values(measures, backend_qrels, grid))
+    per_query = per_query.reset_index()
+    grouped = per_query.groupby("measure", sort=False)["value"]
+    means, sums = grouped.mean(), grouped.sum()
+    aggregate = {
+        str(m): float(sums[str(m)] if m.NAME in COUNT_MEASURES else means[str(m)]) for m in measures
+    }
     return Evaluation(aggregate=aggregate, per_query=per_query, num_queries=len(judged_queries))
+
+
+def _backend_run(run: pd.DataFrame, judged_queries: list[str]) -> pd.DataFrame:
+    """The run in evalkit's order, as every backend receives it: score ``n + 1 - rank``."""
+    ranked = rank_run(run)
+    ranked = ranked[ranked[QUERY_ID].astype(str).isin(judged_queries)]
+    sizes = ranked.groupby(QUERY_ID)[RANK].transform("max")
+    return pd.DataFrame(
+        {
+            QUERY_ID: ranked[QUERY_ID].astype(str),
+            DOC_ID: ranked[DOC_ID].astype(str),
+            SCORE: (sizes + 1 - ranked[RANK]).astype(float),
+        }
+    )
+
+
+def _calc(measures: list, qrels: pd.DataFrame, run: pd.DataFrame):
+    """``(query_id, measure name, value)`` from ir_measures. ``NumRel`` at a level above 1
+    has no backend: it is ``NumRel`` of the qrels thresholded at that level."""
+    leveled = [m for m in measures if m.NAME == "NumRel" and m.params.get("rel", 1) != 1]
+    plain = [m for m in measures if m not in leveled]
+    if plain:
+        for metric in ir_measures.iter_calc(plain, qrels, run):
+            yield metric.query_id, str(metric.measure), float(metric.value)
+    for measure in leveled:
+        relevant = qrels[qrels[RELEVANCE] >= measure.params["rel"]]
+        for query, count in relevant.groupby(QUERY_ID).size().items():
+            yield str(query), str(measure), float(count)
+
+
+def _missing_values(measures: list, qrels: pd.DataFrame, grid: pd.MultiIndex) -> pd.Series:
+    """What a (query, measure) no backend reported is worth: 0 (trec_eval ``-c``), except
+    that it is still one query (``NumQ``) with its own relevant documents (``NumRel``)."""
+    values = pd.Series(0.0, index=grid)
+    for measure in measures:
+        if measure.NAME == "NumQ":
+            values.loc[(slice(None), str(measure))] = 1.0
+        elif measure.NAME == "NumRel":
+            relevant = qrels[qrels[RELEVANCE] >= measure.params.get("rel", 1)]
+            counts = relevant.groupby(QUERY_ID).size()
+            for query, count in counts.items():
+                values.loc[(str(query), str(measure))] = float(count)
+    return values
