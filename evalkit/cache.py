@@ -319,7 +319,9 @@ def clear_cache(cache_dir: str | Path) -> int:
 COMPLETE = ".complete"  # written last into a folder built by build_folder_once
 
 
-def build_folder_once(folder: Path, convert, stamp: str = "", verify: bool = False) -> Path:
+def build_folder_once(
+    folder: Path, convert, stamp: str = "", verify: bool = False, what: str = "folder"
+) -> Path:
     """Build ``folder`` with ``convert(target)`` once: in a scratch folder renamed into place
     (a killed build never looks finished), one process at a time (a file lock). The one way
     evalkit builds a folder-shaped artifact (datasets, BM25 indexes, random models, ONNX
@@ -336,7 +338,7 @@ def build_folder_once(folder: Path, convert, stamp: str = "", verify: bool = Fal
         if (folder / COMPLETE).is_file():
             if not verify or verify_manifest(folder):
                 return folder
-            log.warning("cached %s is damaged; rebuilding it", folder)
+            log.warning("cached %s %s is damaged; rebuilding it", what, folder)
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".build-") as scratch:
             target = Path(scratch) / "data"
             convert(target)

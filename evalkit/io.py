@@ -1,4 +1,4 @@
-"""Atomic file writes and TREC run files."""
+"""Atomic file writes, and writing TREC run files (reading them: :mod:`evalkit.trec`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from evalkit.errors import DataError, problem
 from evalkit.faults import checkpoint
 from evalkit.types import DOC_ID, QUERY_ID, RANK, SCORE, rank_run
 
@@ -53,27 +52,3 @@ def write_trec_run(path: Path, run: pd.DataFrame, tag: str) -> None:
         )
     ]
     write_text(path, "".join(lines))
-
-
-def read_trec_run(path: str | Path) -> pd.DataFrame:
-    """Read a TREC run file into ``query_id, doc_id, score``; errors name the line."""
-    rows = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 6:
-                raise DataError(
-                    problem(
-                        f"expected 6 fields (qid Q0 docid rank score tag), found {len(fields)}",
-                        f"{path}:{number}",
-                    )
-                )
-            try:
-                rows.append((fields[0], fields[2], float(fields[4])))
-            except ValueError:
-                raise DataError(
-                    problem(f"score '{fields[4]}' is not a number", f"{path}:{number}")
-                ) from None
-    return pd.DataFrame(rows, columns=[QUERY_ID, DOC_ID, SCORE])

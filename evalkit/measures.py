@@ -22,6 +22,7 @@ Rules (also written to ``metrics.json`` -> ``contract``):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,49 @@ CONTRACT = {
 }
 
 
+# trec_eval's measure names -> ir_measures' (the ones with an exact counterpart)
+TREC_EVAL_NAMES = {
+    "num_q": "NumQ",
+    "num_ret": "NumRet",
+    "num_rel": "NumRel",
+    "num_rel_ret": "NumRelRet",
+    "map": "AP",
+    "Rprec": "Rprec",
+    "bpref": "Bpref",
+    "recip_rank": "RR",
+    "ndcg": "nDCG",
+    "infAP": "infAP",
+    "set_P": "SetP",
+    "set_recall": "SetR",
+    "set_F": "SetF",
+    "set_map": "SetAP",
+    "set_relative_P": "SetRelP",
+}
+TREC_EVAL_FAMILIES = (
+    ("map_cut_", "AP@"),
+    ("ndcg_cut_", "nDCG@"),
+    ("P_", "P@"),
+    ("recall_", "R@"),
+    ("success_", "Success@"),
+    ("iprec_at_recall_", "IPrec@"),
+)
+
+
+def from_trec_eval(name: str) -> str | None:
+    """The ir_measures name of a trec_eval measure name, or None.
+
+    Example:
+        >>> from_trec_eval("ndcg_cut_10"), from_trec_eval("P_5"), from_trec_eval("gm_map")
+        ('nDCG@10', 'P@5', None)
+    """
+    if name in TREC_EVAL_NAMES:
+        return TREC_EVAL_NAMES[name]
+    for prefix, family in TREC_EVAL_FAMILIES:
+        if name.startswith(prefix) and name[len(prefix) :].replace(".", "", 1).isdigit():
+            return family + name[len(prefix) :]
+    return None
+
+
 def parse_measures(names: Iterable[str], relevance_level: int = 1) -> list:
     """Parse measure strings once; apply the dataset's relevance level to binary measures.
 
@@ -70,6 +114,7 @@ def parse_measures(names: Iterable[str], relevance_level: int = 1) -> list:
     """
     measures = []
     for name in names:
+        name = from_trec_eval(str(name)) or str(name)
         try:
             measure = ir_measures.parse_measure(str(name))
         except (ValueError, NameError, SyntaxError, TypeError, AssertionError) as error:
@@ -259,3 +304,72 @@ def _missing_values(measures: list, qrels: pd.DataFrame, grid: pd.MultiIndex) ->
             for query, count in counts.items():
                 values.loc[(str(query), str(measure))] = float(count)
     return values
+
+
+_PROBE_QRELS = pd.DataFrame(
+    {QUERY_ID: ["1", "1", "1", "2"], DOC_ID: ["a", "b", "c", "a"], RELEVANCE: [2, 1, 0, 1]}
+)
+_PROBE_RUN = pd.DataFrame(
+    {
+        QUERY_ID: ["1", "1", "1", "2", "2"],
+        DOC_ID: ["a", "c", "d", "b", "a"],
+        SCORE: [5.0, 4, 3, 2, 1],
+    }
+)
+
+
+def check_computable(measures: Sequence, qrels: pd.DataFrame | None = None) -> None:
+    """Refuse, before anything runs, a measure that no installed backend computes here.
+
+    Each measure is computed once on a tiny made-up judgment set; then the data-dependent
+    limits of the backend that would compute it are checked against ``qrels`` (gdeval, the
+    only backend of ``ERR`` and ``nDCG(dcg='exp-log2')``, reads integer query ids and
+    grades up to 4 only).
+
+    Example:
+        >>> check_computable(parse_measures(["RBP"]))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        evalkit.errors.ConfigError: measure RBP cannot be computed here: ...
+    """
+    for measure in unique_measures(measures):
+        try:
+            list(_calc([measure], _PROBE_QRELS, _PROBE_RUN))
+        except Exception as error:  # a backend's refusal or crash, whatever its type
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+            first = re.sub(
+                r"invalid param (\w+)=<object object at 0x\w+>", r"\1 must be given", first
+            )
+            raise ConfigError(
+                problem(
+                    f"measure {measure} cannot be computed here: {first}",
+                    "eval.metrics",
+                    "choose another measure, or install the backend ir_measures names",
+                )
+            ) from None
+        if qrels is not None and _backend_of(measure) == "gdeval":
+            _check_gdeval(measure, qrels)
+
+
+def _backend_of(measure) -> str | None:
+    """The ir_measures provider that computes ``measure`` (the first available one)."""
+    for provider in ir_measures.DefaultPipeline.providers:
+        if provider.supports(measure) and provider.is_available():
+            return provider.NAME
+    return None
+
+
+def _check_gdeval(measure, qrels: pd.DataFrame) -> None:
+    ids = qrels[QUERY_ID].astype(str)
+    bad_ids = sorted(set(ids[~ids.str.fullmatch(r"[0-9]+")]))[:3]
+    top = int(qrels[RELEVANCE].max()) if len(qrels) else 0
+    if bad_ids or top > 4:
+        found = f"query ids {bad_ids}" if bad_ids else f"a grade of {top}"
+        raise ConfigError(
+            problem(
+                f"measure {measure} is computed by gdeval, which reads integer query ids and "
+                f"grades 0-4 only; these qrels have {found}",
+                "eval.metrics",
+                "choose another measure (nDCG@10 uses the grades as they are)",
+            )
+        )

@@ -49,7 +49,8 @@ class TwoStage:
         retriever: object with ``index(corpus)``, ``search(queries, k)`` and ``fingerprint``.
         scorer: a :class:`~evalkit.rerank.base.Reranker`, or None (no reranking).
         depth: candidates reranked per query.
-        first_stage_k: candidates the first stage returns (the tail beyond ``depth`` is kept).
+        first_stage_k: candidates the first stage returns (the tail beyond ``depth`` is kept);
+            None: every candidate (an external run kept whole).
         pair_cache: optional pair-score cache.
         run_cache_dir: optional folder for cached first-stage runs (keyed by the retriever's
             fingerprint + corpus + queries + k).
@@ -62,7 +63,7 @@ class TwoStage:
         retriever,
         scorer: Reranker | None = None,
         depth: int = 100,
-        first_stage_k: int = 1000,
+        first_stage_k: int | None = 1000,
         pair_cache: PairScoreCache | None = None,
         run_cache_dir: Path | None = None,
         show_progress: bool = True,
@@ -90,7 +91,7 @@ class TwoStage:
 
     def first_stage(self, dataset: Dataset) -> tuple[pd.DataFrame, dict]:
         """The first-stage run (from the run cache when possible) and its throughput."""
-        k = self.first_stage_k + (1 if dataset.exclude_self else 0)
+        k = self._fetch(self.first_stage_k, dataset.exclude_self)
         if self.run_cache_dir is None:
             return self._search(dataset, k)
         key = digest(
@@ -112,6 +113,11 @@ class TwoStage:
 
         run = cached_file(self.run_cache_dir / f"{key}.parquet", compute, _read_run)
         return run, throughput
+
+    @staticmethod
+    def _fetch(k: int | None, exclude_self: bool) -> int | None:
+        """Candidates to ask for: one more when a query may retrieve itself (dropped)."""
+        return None if k is None else k + (1 if exclude_self else 0)
 
     def ensure_indexed(self, dataset: Dataset) -> dict:
         """Index the corpus unless this retriever already holds it; returns throughput."""
@@ -207,7 +213,8 @@ class TwoStage:
         """
         depth = self.depth if depth is None else depth
         retriever, scorer = self.retriever, self.scorer
-        fetch = max(depth, self.first_stage_k) + (1 if exclude_self else 0)
+        wanted = None if self.first_stage_k is None else max(depth, self.first_stage_k)
+        fetch = self._fetch(wanted, exclude_self)
         stages: list[Stage] = []
         if hasattr(retriever, "encode_queries"):
             stages.append(("query_encoding", lambda q: (q, retriever.encode_queries([q[1]]))))

@@ -30,7 +30,13 @@ from evalkit.io import write_json
 from evalkit.measure.latency import measure_latency
 from evalkit.measure.load_test import measure_load
 from evalkit.measure.shapes import measure_cost
-from evalkit.measures import CONTRACT, evaluate, parse_measures, unique_measures
+from evalkit.measures import (
+    CONTRACT,
+    check_computable,
+    evaluate,
+    parse_measures,
+    unique_measures,
+)
 from evalkit.pipeline import StageRuns, TwoStage
 from evalkit.rerank.policy import Policy
 from evalkit.results import Identity, RunResult, completion, remove_results
@@ -163,6 +169,7 @@ def run_experiment(cfg, output_dir: str | Path) -> RunResult:
 def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
     asked = unique_measures(parse_measures(config.eval.metrics, dataset.relevance_level))
     [at_depth] = parse_measures([f"R@{config.pipeline.depth}"], dataset.relevance_level)
+    check_computable([*asked, at_depth], dataset.qrels)  # before any model runs
     pipeline = build_pipeline(config)
     cost_only = config.reranker.weights == "random" or config.retriever.weights == "random"
     runs = pipeline.run(

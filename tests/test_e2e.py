@@ -9,9 +9,9 @@ import sys
 import pandas as pd
 import pytest
 
-from evalkit.io import read_trec_run
 from evalkit.measures import DEFAULT_MEASURES
 from evalkit.runner import run_experiment
+from evalkit.trec import read_trec_run
 from tests.conftest import compose, cranfield_overrides
 from tests.test_measures import pytrec_reference
 

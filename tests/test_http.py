@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from evalkit.errors import ConfigError, ServiceError
-from evalkit.io import read_trec_run
 from evalkit.rerank.http import HttpReranker
+from evalkit.trec import read_trec_run
 from tests.rerank_server import RerankServer
 from tests.test_e2e import evalkit_cli, evalkit_run
 from tests.test_run_file import overrides

@@ -15,8 +15,8 @@ from evalkit.config.schema import DatasetConfig
 from evalkit.data.beir import load_beir_folder
 from evalkit.data.sources import load_dataset
 from evalkit.errors import ConfigError, NetworkError
-from evalkit.io import read_trec_run
 from evalkit.runner import run_experiment
+from evalkit.trec import read_trec_run
 from tests.conftest import TOY, compose
 from tests.test_e2e import evalkit_cli, evalkit_run
 

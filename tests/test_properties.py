@@ -72,7 +72,7 @@ def test_beir_loader_gives_a_dataset_or_a_clear_error(tmp_path_factory, corpus, 
 @SETTINGS
 @given(lines=st.lists(st.text(max_size=40), max_size=8))
 def test_trec_run_reader_gives_a_run_or_a_clear_error(tmp_path_factory, lines):
-    from evalkit.io import read_trec_run
+    from evalkit.trec import read_trec_run
 
     path = tmp_path_factory.mktemp("run") / "run.trec"
     path.write_text("\n".join(lines), encoding="utf-8")

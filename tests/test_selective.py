@@ -135,8 +135,8 @@ def test_decide_selective_recommends_the_policy_with_its_evidence(tmp_path):
 
 
 def test_a_runnable_policy_reranks_exactly_the_queries_it_selects(tmp_path, tiny_cross_encoder):
-    from evalkit.io import read_trec_run
     from evalkit.runner import run_experiment
+    from evalkit.trec import read_trec_run
     from tests.conftest import TOY, compose
 
     common = [

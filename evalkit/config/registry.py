@@ -77,9 +77,9 @@ class Kind:
         not_identity: settings of this kind, besides the common ones, that do not change
             a system's numbers (timeouts, retries, where a key comes from).
         backends: ``reranker.backend`` values this kind can run on.
-        timed: False for a first stage evalkit did not run itself (a run file): its latency
-            is unknown unless the user gives it.
-        cached_runs: whether the first-stage run may be cached (a run file is its own cache).
+        external: a first stage evalkit did not run itself (a run file, a dataset's own
+            candidate lists): its latency is unknown unless the user gives it, it is its own
+            cache, and it is kept whole unless ``pipeline.first_stage_k`` is set.
     """
 
     name: str
@@ -88,11 +88,18 @@ class Kind:
     check: str | None = None
     not_identity: frozenset[str] = frozenset()
     backends: tuple[str, ...] = ("torch",)
-    timed: bool = True
-    cached_runs: bool = True
+    external: bool = False
 
     def build(self, config) -> object:
         return None if self.builder is None else resolve(self.builder)(config)
+
+    @property
+    def timed(self) -> bool:
+        return not self.external
+
+    @property
+    def cached_runs(self) -> bool:
+        return not self.external
 
     def identity_excluded(self) -> frozenset[str]:
         return COMMON_NOT_IDENTITY | self.not_identity
@@ -218,13 +225,10 @@ RETRIEVERS.register(
         requires=(
             Need("path", "retriever=run_file needs a run file", "add retriever.path=RUN.trec"),
         ),
-        timed=False,
-        cached_runs=False,
+        external=True,
     )
 )
-RETRIEVERS.register(
-    Kind("top_ranked", "evalkit.config.build:build_top_ranked", timed=False, cached_runs=False)
-)
+RETRIEVERS.register(Kind("top_ranked", "evalkit.config.build:build_top_ranked", external=True))
 
 # a source's builder takes (DatasetConfig, cache folder) and returns the BEIR folder
 SOURCES.register(Kind("builtin", "evalkit.data.sources:builtin_folder"))

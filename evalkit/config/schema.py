@@ -137,10 +137,14 @@ class RerankerConfig:
     passage_prefix: str = ""
 
 
+DEFAULT_FIRST_STAGE_K = 1000
+
+
 @dataclass
 class PipelineConfig:
     depth: int = bounded(100, 1)
-    first_stage_k: int = bounded(1000, 1)
+    # None: 1000 for evalkit's own retrievers, the whole run for a run file
+    first_stage_k: int | None = bounded(None, 1)
     policy: str = "none"  # selective reranking, e.g. margin_below_1.7 (evalkit.analysis.selective)
 
 

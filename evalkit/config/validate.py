@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from evalkit.config.registry import RERANKERS, RETRIEVERS, SOURCES
-from evalkit.config.schema import REMOTE_CODE_MODELS, Config
+from evalkit.config.schema import DEFAULT_FIRST_STAGE_K, REMOTE_CODE_MODELS, Config
 from evalkit.errors import ConfigError, problem
 
 
@@ -149,6 +149,10 @@ def _pipeline_rules(config: Config) -> None:
 
     pipeline = config.pipeline
     Policy.parse(pipeline.policy)
+    if pipeline.first_stage_k is None and not RETRIEVERS.get(config.retriever.kind).external:
+        pipeline.first_stage_k = DEFAULT_FIRST_STAGE_K  # an external run stays whole (None)
+    if pipeline.first_stage_k is None:
+        return
     if config.reranker.kind != "none" and not pipeline.depth <= pipeline.first_stage_k:
         raise ConfigError(
             problem(
@@ -175,3 +179,15 @@ def _latency_rules(config: Config) -> None:
             raise ConfigError(
                 problem(f"latency.depths must be >= 1, found {depth}", "latency.depths")
             )
+
+
+def _eval_rules(config: Config) -> None:
+    """At least one measure, each one parsed and computable here (data-dependent backend
+    limits are checked again on the qrels when the run starts)."""
+    from evalkit.measures import check_computable, parse_measures
+
+    if not config.eval.metrics:
+        raise ConfigError(
+            problem("eval.metrics is empty", "eval.metrics", "name at least one, e.g. [nDCG@10]")
+        )
+    check_computable(parse_measures(config.eval.metrics, config.dataset.relevance_level))

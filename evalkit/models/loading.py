@@ -106,7 +106,7 @@ def build_random_model(
             _write_sentence_transformer_files(scratch, settings["hidden_size"])
 
     stamp = json.dumps({"model": model, "seed": seed})
-    return build_folder_once(target, build, stamp, verify=True)
+    return build_folder_once(target, build, stamp, verify=True, what="random model")
 
 
 def _random_model_tokenizer(model: str, settings: dict):

@@ -63,10 +63,24 @@ def head_pairs(
 ) -> tuple[pd.DataFrame, list[Pair], pd.DataFrame]:
     """The top-``depth`` candidates of ``run`` as (query text, document text) pairs.
 
-    Returns ``(head, pairs, tail)``: ``pairs[i]`` belongs to ``head.iloc[i]``. Every place
-    that reranks (the engine, the latency pass, throughput) builds its pairs here.
+    Returns ``(head, pairs, tail)``: ``pairs[i]`` belongs to ``head.iloc[i]``. A candidate
+    whose document has no text (an external run over a larger collection than the corpus)
+    cannot be scored: it goes to the tail, where it keeps its first-stage place below the
+    reranked head. Every place that reranks (the engine, the latency pass, throughput)
+    builds its pairs here.
+
+    Example:
+        >>> run = pd.DataFrame({"query_id": ["q"] * 3, "doc_id": ["a", "x", "b"],
+        ...                     "score": [3.0, 2.0, 1.0]})
+        >>> head, pairs, tail = head_pairs(run, {"q": "?"}, {"a": "A", "b": "B"}, 2)
+        >>> pairs, tail["doc_id"].tolist()  # x has no text: kept, not scored
+        ([('?', 'A')], ['x', 'b'])
     """
     head, tail = split_at_depth(run, depth)
+    has_text = head[DOC_ID].astype(str).isin(doc_text.keys())
+    if not has_text.all():
+        tail = pd.concat([head[~has_text], tail], ignore_index=True)
+        head = head[has_text]
     pairs = list(
         zip(
             head[QUERY_ID].astype(str).map(query_text),

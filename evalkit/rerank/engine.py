@@ -15,6 +15,7 @@ Scores computed at depth 100 therefore serve depth 10, 20 and 50 without recompu
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -24,9 +25,11 @@ from tqdm.auto import tqdm
 
 from evalkit.cache import PairScoreCache, pair_key
 from evalkit.faults import checkpoint
-from evalkit.rerank.base import Reranker, head_pairs
+from evalkit.rerank.base import Reranker, head_pairs, split_at_depth
 from evalkit.retrieve.base import doc_texts_by_id, query_texts_by_id
 from evalkit.types import DOC_ID, QUERY_ID, SCORE
+
+log = logging.getLogger(__name__)
 
 DEGENERATE_FRACTION = 0.5
 
@@ -49,6 +52,7 @@ def merge_head_and_tail(head: pd.DataFrame, tail: pd.DataFrame) -> pd.DataFrame:
     head_min = head.groupby(QUERY_ID)[SCORE].min()
     tail_max = tail.groupby(QUERY_ID)[SCORE].max()
     shifted = tail[QUERY_ID].map(head_min) - 1.0 - (tail[QUERY_ID].map(tail_max) - tail[SCORE])
+    shifted = shifted.where(shifted.notna(), tail[SCORE])  # a query with no head keeps its run
     new_tail = tail.assign(**{SCORE: shifted.to_numpy()})
     return pd.concat(
         [head.loc[:, [QUERY_ID, DOC_ID, SCORE]], new_tail.loc[:, [QUERY_ID, DOC_ID, SCORE]]],
@@ -113,12 +117,21 @@ def rerank(
     miss_pairs = [pairs[unique[key]] for key in misses]
 
     stats: dict = {
+        # an external run's candidates without text: kept at their first-stage place
+        "candidates_without_text": int(len(split_at_depth(first_stage, depth)[0]) - len(head)),
         "pairs_total": len(pairs),
         "pairs_unique": len(unique_keys),
         "pairs_cached": len(unique_keys) - len(misses),
         "pairs_scored": len(misses),
         "max_length": scorer.max_length,
     }
+    if stats["candidates_without_text"]:
+        log.warning(
+            "%d candidates in the top %d have no text in the corpus: kept at their "
+            "first-stage place below the reranked head, not scored",
+            stats["candidates_without_text"],
+            depth,
+        )
     scores, timing = score_and_cache(scorer, miss_pairs, misses, cache, show_progress)
     known.update(zip(misses, (float(s) for s in scores), strict=True))
     stats.update(timing)

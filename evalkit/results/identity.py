@@ -22,7 +22,7 @@ class Identity:
 
     dataset: dict
     retriever: dict
-    first_stage_k: int
+    first_stage_k: int | None  # None: an external run kept whole
     contract: str
     reranker: dict | None = None
     depth: int | None = None
@@ -73,7 +73,7 @@ class Identity:
         return cls(
             dataset=dict(data["dataset"]),
             retriever=dict(data["retriever"]),
-            first_stage_k=int(data["first_stage_k"]),
+            first_stage_k=None if data["first_stage_k"] is None else int(data["first_stage_k"]),
             contract=str(data["contract"]),
             reranker=dict(data["reranker"]) if data.get("reranker") is not None else None,
             depth=int(data["depth"]) if data.get("depth") is not None else None,

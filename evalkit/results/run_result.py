@@ -11,7 +11,8 @@ import pandas as pd
 
 from evalkit.config.registry import RETRIEVERS
 from evalkit.errors import DataError, problem
-from evalkit.io import read_trec_run, write_json, write_parquet, write_text, write_trec_run
+from evalkit.io import write_json, write_parquet, write_text, write_trec_run
+from evalkit.trec import read_trec_run
 from evalkit.results.identity import Identity
 from evalkit.results.layout import (
     COMPLETE,

@@ -137,7 +137,7 @@ class BM25Retriever:
             model.save(str(scratch), show_progress=False)
             tokenizer.save_vocab(str(scratch))
 
-        build_folder_once(folder, build, verify=True)
+        build_folder_once(folder, build, verify=True, what="BM25 index")
         tokenizer = self._make_tokenizer()
         tokenizer.load_vocab(str(folder))
         model = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)

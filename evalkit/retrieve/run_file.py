@@ -1,11 +1,15 @@
 """First stage from a TREC run file: evaluate and rerank any engine's candidates.
 
-``retriever=run_file retriever.path=RUN`` reads ``qid Q0 docid rank score tag`` lines
-(errors name file and line), refuses a (query, document) pair listed twice, and counts
-documents missing from the corpus and queries missing from the dataset (they are dropped
-and reported in ``metrics.json`` → ``data_warnings``). Ties are resolved by the evaluation
-rule like every other run. The engine's latency is not known to evalkit: report and decide
-say so unless the user gives it (``retriever.p95_ms``).
+``retriever=run_file retriever.path=RUN`` reads the run as trec_eval does
+(:func:`evalkit.trec.read_trec_run`: errors name file and line), refuses a (query,
+document) pair listed twice, and evaluates the run as given: every retrieved document
+counts, whether or not the corpus has its text (a run over a larger collection scores as
+trec_eval scores it; the reranker skips what it cannot read, see
+:func:`evalkit.rerank.base.head_pairs`). The run is kept whole unless
+``pipeline.first_stage_k`` is set, and a cut is said. Documents without text and queries
+missing from the dataset are counted in ``metrics.json`` → ``data_warnings``. Ties are
+resolved by the evaluation rule like every other run. The engine's latency is not known to
+evalkit: report and decide say so unless the user gives it (``retriever.p95_ms``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.errors import DataError, problem
-from evalkit.io import read_trec_run
+from evalkit.trec import read_trec_run
 from evalkit.types import DOC_ID, QUERY_ID, empty_run, rank_run
 
 log = logging.getLogger(__name__)
@@ -72,18 +76,21 @@ class RunFileRetriever:
             )
         unknown = ~run[DOC_ID].isin(set(corpus[DOC_ID].astype(str)))
         if unknown.any():
-            self.warnings["run_file_unknown_documents"] = int(unknown.sum())
+            self.warnings["run_file_documents_without_text"] = int(unknown.sum())
             log.warning(
-                "%s: %d lines name documents missing from the corpus (e.g. %s); dropped",
+                "%s: %d lines name documents the corpus has no text for (e.g. %s); they count "
+                "as retrieved, and a reranker keeps them at their place below its head",
                 self.path,
                 int(unknown.sum()),
                 list(run.loc[unknown, DOC_ID].unique()[:3]),
             )
-        self._run = run[~unknown].reset_index(drop=True)
+        self._run = run
         # one frame per query: an online search looks one query up, not the whole file
         self._by_query = {str(q): group for q, group in self._run.groupby(QUERY_ID, sort=False)}
 
-    def search(self, queries: pd.DataFrame, k: int) -> pd.DataFrame:
+    def search(self, queries: pd.DataFrame, k: int | None) -> pd.DataFrame:
+        """The run's candidates of ``queries``: all of them, or the top ``k`` (the lines cut
+        are counted and said)."""
         if self._run is None:
             raise RuntimeError("index() must be called before search()")
         wanted = set(queries[QUERY_ID].astype(str))
@@ -98,4 +105,14 @@ class RunFileRetriever:
         if not found:
             return empty_run()
         rows = pd.concat(found, ignore_index=True) if len(found) > 1 else found[0]
-        return rank_run(rows, k=k).drop(columns="rank")
+        ranked = rank_run(rows, k=k).drop(columns="rank")
+        if len(ranked) < len(rows) and len(queries) > 1:  # a batch, not one online query
+            self.warnings["run_file_lines_cut_at_first_stage_k"] = len(rows) - len(ranked)
+            log.warning(
+                "%s: pipeline.first_stage_k=%d cut %d of the run's %d lines",
+                self.path,
+                k,
+                len(rows) - len(ranked),
+                len(rows),
+            )
+        return ranked
