@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from evalkit.analysis.report import Report
     from evalkit.results import RunResult
 
-__all__ = ["__version__", "compare", "compose", "decide", "load", "run"]
+__all__ = ["__version__", "compare", "compose", "decide", "evaluate_runs", "load", "run"]
 
 
 def compose(overrides: Sequence[str] = ()):
@@ -64,6 +64,15 @@ def load(path: str | Path) -> list[RunResult]:
     from evalkit.results import find_results
 
     return find_results(path)
+
+
+def evaluate_runs(runs, qrels, metrics=None, relevance_level: int = 1, out=None):
+    """Score existing TREC runs against qrels with no corpus, as ``evalkit-eval`` does
+    (see :func:`evalkit.external.evaluate_runs`); ``{name: RunResult}``."""
+    from evalkit.external import evaluate_runs as score_runs
+    from evalkit.measures import DEFAULT_MEASURES
+
+    return score_runs(runs, qrels, metrics or DEFAULT_MEASURES, relevance_level, out)
 
 
 def compare(

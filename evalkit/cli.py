@@ -20,21 +20,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from evalkit.config.compose import CONF_DIR, precheck
-from evalkit.errors import EvalkitError
+from evalkit.errors import ConfigError, EvalkitError, problem
 
 ERROR_LOG = "evalkit-error.log"
 log = logging.getLogger("evalkit")
 
 
-def _write_trace(error: BaseException, log_dir: Path | None) -> Path:
-    """Write the full trace of an unexpected error; returns the file."""
+def _write_trace(error: BaseException, log_file: Path | None) -> Path:
+    """Write the full trace of an unexpected error; returns the file (``log_file``, else
+    one in the temp folder)."""
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    for folder in (log_dir, Path(tempfile.gettempdir())):
-        if folder is None:
+    fallback = Path(tempfile.gettempdir()) / f"evalkit-error-{os.getpid()}.log"
+    for path in (log_file, fallback):
+        if path is None:
             continue
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / (ERROR_LOG if folder == log_dir else f"evalkit-error-{os.getpid()}.log")
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             return path
         except OSError:
@@ -42,7 +43,13 @@ def _write_trace(error: BaseException, log_dir: Path | None) -> Path:
     return Path("(could not write the trace)")
 
 
-def guarded(body: Callable[[], object], verbose: bool, log_dir: Path | None = None) -> object:
+def run_error_log(folder: Path) -> Path:
+    """Where a failed run's trace goes: beside its folder, so the folder itself can go
+    (a failed run leaves no run folder behind)."""
+    return folder.parent / f"{folder.name}.{ERROR_LOG}"
+
+
+def guarded(body: Callable[[], object], verbose: bool, log_file: Path | None = None) -> object:
     """Run ``body``; turn every exception into one line and an exit code."""
     try:
         return body()
@@ -59,7 +66,7 @@ def guarded(body: Callable[[], object], verbose: bool, log_dir: Path | None = No
     except Exception as error:
         if verbose:
             raise
-        path = _write_trace(error, log_dir)
+        path = _write_trace(error, log_file)
         first = (str(error).strip().splitlines() or [""])[0][:300]
         print(
             f"evalkit: internal error: {type(error).__name__}: {first}; the full trace is in "
@@ -101,7 +108,8 @@ def run_main() -> None:
     def _task(cfg: DictConfig) -> float | None:
         folder = Path(HydraConfig.get().runtime.output_dir)
         try:
-            return guarded(lambda: _run_one(cfg, folder), bool(cfg.get("verbose")), folder)
+            verbose = bool(cfg.get("verbose"))
+            return guarded(lambda: _run_one(cfg, folder), verbose, run_error_log(folder))
         finally:
             _remove_if_empty(folder)
 
@@ -219,6 +227,42 @@ def decide_main(argv: list[str] | None = None) -> None:
         write_json(out, decision.to_json())
         print(decision.render())
         print(f"\n(written to {out})")
+
+    guarded(body, args.verbose)
+
+
+def eval_main(argv: list[str] | None = None) -> None:
+    """``evalkit-eval RUN... --qrels FILE``: score existing TREC runs, as trec_eval -c does."""
+    parser = argparse.ArgumentParser(
+        prog="evalkit-eval",
+        description=eval_main.__doc__,
+        epilog="example: evalkit-eval es.trec vespa.trec --qrels qrels.txt -m nDCG@10 -m P_10",
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="TREC run files (.gz read too)")
+    parser.add_argument("--qrels", type=Path, required=True, help="TREC qrels or a BEIR .tsv")
+    parser.add_argument(
+        "-m",
+        "--metric",
+        action="append",
+        default=None,
+        help="a measure (repeat; default: evalkit's)",
+    )
+    parser.add_argument("-l", "--relevance-level", type=int, default=1, help="as trec_eval -l")
+    parser.add_argument("-q", "--per-query", action="store_true", help="per-query values too")
+    parser.add_argument("--out", type=Path, default=None, help="save each run's folder here")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    def body():
+        from evalkit.external import evaluate_runs, trec_eval_table
+        from evalkit.measures import DEFAULT_MEASURES
+
+        if args.relevance_level < 1:
+            raise ConfigError(problem("--relevance-level must be >= 1", "--relevance-level"))
+        results = evaluate_runs(
+            args.runs, args.qrels, args.metric or DEFAULT_MEASURES, args.relevance_level, args.out
+        )
+        print("\n".join(trec_eval_table(r, args.per_query) for r in results.values()))
 
     guarded(body, args.verbose)
 

@@ -274,6 +274,10 @@ def _evaluate(
             else "quality numbers are a plumbing check, not a measurement of the model"
         )
     metrics["data_warnings"] = {**dataset.warnings, **runs.retriever_warnings}
+    if runs.rerank_stats.get("candidates_without_text"):  # kept below the head, not scored
+        metrics["data_warnings"]["rerank_candidates_without_text"] = runs.rerank_stats[
+            "candidates_without_text"
+        ]
     metrics["contract"] = {
         **CONTRACT,
         "relevance_level": dataset.relevance_level,

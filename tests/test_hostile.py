@@ -191,6 +191,7 @@ BREAK = {  # a function each command calls, patched to fail unexpectedly
     "evalkit-report": ("evalkit.analysis.report.build_report", ["RESULTS"]),
     "evalkit-decide": ("evalkit.decide", ["RESULTS", "--p95-ms", "10"]),
     "evalkit-cache": ("evalkit.cache.cache_sizes", ["info"]),
+    "evalkit-eval": ("evalkit.external.evaluate_runs", ["run.trec", "--qrels", "qrels.txt"]),
 }
 
 
@@ -223,7 +224,8 @@ def test_every_console_script_turns_a_crash_into_one_line_and_a_log(
     log = err[-1].split("the full trace is in ")[1].split(" (please report")[0]
     assert "Traceback" in Path(log).read_text() and "Traceback" not in "\n".join(err)
     if script == "evalkit-run":
-        assert log == str(tmp_path / "run" / "evalkit-error.log")
+        assert log == str(tmp_path / "run.evalkit-error.log")  # beside the folder...
+        assert not (tmp_path / "run").exists()  # ...which a failed run does not leave
 
 
 def test_decision_json_is_valid_json_with_nan_free_numbers(tmp_path):

@@ -160,3 +160,12 @@ def test_the_other_offline_commands(newcomer):
                 assert "reranker:" in output and "pipeline:" in output
             else:
                 assert "results:" in output
+
+
+def test_the_evalkit_eval_example_prints_what_the_readme_shows(newcomer):
+    work, env = newcomer
+    example = runnable("$ evalkit-eval").text
+    command, shown = example.split("\n", 2)[:2], example.split("\n", 2)[2]
+    line = " ".join(part.strip().rstrip("\\") for part in command)[2:]
+    output = shell(line.replace("tests/data", str(ROOT / "tests/data")), work, env)
+    assert output.strip() == shown.strip()

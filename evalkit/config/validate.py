@@ -40,6 +40,7 @@ def validate(cfg: DictConfig | dict) -> Config:
         _reranker_rules,
         _pipeline_rules,
         _latency_rules,
+        _eval_rules,
     ):
         rule(config)
     return config

@@ -58,6 +58,8 @@ class RunFileRetriever:
         self._run: pd.DataFrame | None = None
         self._by_query: dict[str, pd.DataFrame] = {}
         self.warnings: dict[str, int] = {}
+        self._cut: dict[str, int] = {}
+        self._said_cut = False
 
     def index(self, corpus: pd.DataFrame) -> None:
         run = read_trec_run(self.path)
@@ -88,6 +90,23 @@ class RunFileRetriever:
         # one frame per query: an online search looks one query up, not the whole file
         self._by_query = {str(q): group for q, group in self._run.groupby(QUERY_ID, sort=False)}
 
+    def _note_cut(self, rows: pd.DataFrame, kept: pd.DataFrame, k: int) -> None:
+        """Count the lines ``k`` cuts, per query (a query searched again counts once), and
+        say it once."""
+        cut = rows.groupby(QUERY_ID).size().sub(kept.groupby(QUERY_ID).size(), fill_value=0)
+        self._cut.update({str(q): int(n) for q, n in cut.items() if n})
+        total = sum(self._cut.values())
+        self.warnings["run_file_lines_cut_at_first_stage_k"] = total
+        if not self._said_cut:
+            self._said_cut = True
+            log.warning(
+                "%s: pipeline.first_stage_k=%d cut %d of the run's %d lines",
+                self.path,
+                k,
+                total,
+                len(rows),
+            )
+
     def search(self, queries: pd.DataFrame, k: int | None) -> pd.DataFrame:
         """The run's candidates of ``queries``: all of them, or the top ``k`` (the lines cut
         are counted and said)."""
@@ -106,13 +125,6 @@ class RunFileRetriever:
             return empty_run()
         rows = pd.concat(found, ignore_index=True) if len(found) > 1 else found[0]
         ranked = rank_run(rows, k=k).drop(columns="rank")
-        if len(ranked) < len(rows) and len(queries) > 1:  # a batch, not one online query
-            self.warnings["run_file_lines_cut_at_first_stage_k"] = len(rows) - len(ranked)
-            log.warning(
-                "%s: pipeline.first_stage_k=%d cut %d of the run's %d lines",
-                self.path,
-                k,
-                len(rows) - len(ranked),
-                len(rows),
-            )
+        if len(ranked) < len(rows):
+            self._note_cut(rows, ranked, k)
         return ranked
