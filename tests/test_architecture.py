@@ -36,6 +36,8 @@ FORBIDDEN = {
     "evalkit.results": ("evalkit.measure", "evalkit.analysis", "evalkit.runner"),
     "evalkit.analysis": ("evalkit.runner", "evalkit.config.build", "evalkit.pipeline"),
     "evalkit.runner": ("evalkit.analysis",),
+    "evalkit.external": ("evalkit.analysis", "evalkit.runner", "evalkit.pipeline"),
+    "evalkit.trec": ("evalkit.measure", "evalkit.analysis", "evalkit.results", "evalkit.runner"),
     "evalkit.config": ("evalkit.measure", "evalkit.analysis", "evalkit.results", "evalkit.runner"),
 }
 
