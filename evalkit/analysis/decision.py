@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.analysis.budget import Budget
+from evalkit.analysis.render import format_cell
 from evalkit.analysis.report import Report, compare
 from evalkit.analysis.rules import Candidate, FitRules, QualityGain
 from evalkit.analysis.stats import BOOTSTRAP_SAMPLES
@@ -56,6 +57,8 @@ class Decision:
     warnings: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
     selective: dict | None = None  # with --selective: the per-query policy and its evidence
+    undetermined: list[str] = field(default_factory=list)  # could win; latency not decided
+    axes: dict[str, str] = field(default_factory=dict)  # which axes rest on evidence
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -67,29 +70,42 @@ class Decision:
         rec = self.recommendation
         if rec:
             ci = f"[{rec['ci_low']:.4f}, {rec['ci_high']:.4f}]"
-            qps = f", {rec['qps']:.1f} QPS" if rec.get("qps") else ""
+            qps = f", {format_cell('qps', rec['qps'])} QPS" if rec.get("qps") else ""
+            n = (
+                f" (95% CI {_ci_text(rec)}, n={rec['latency_queries']})"
+                if rec.get("latency_queries")
+                else ""
+            )
             lines.append(
                 f"  {rec['system']}: {rec['measure']} {rec['mean']:.4f} {ci}, p95 "
-                f"{rec['p95_ms']:.1f} ms{qps}"
+                f"{rec['p95_ms']:.1f} ms{n}{qps}"
             )
         if self.runner_up:
             lines.append(f"  runner-up {self.runner_up['system']}: {self.runner_up['why_not']}")
         width = max((len(c["system"]) for c in self.considered), default=10) + 2
+        marks = {"fits": "fits ", "out": "out  ", "undetermined": "undet"}
         for item in self.considered:
-            mark = "fits " if item["fits"] else "out  "
+            mark = marks[item["state"]]
             p95 = f"{item['p95_ms']:.1f} ms" if is_number(item["p95_ms"]) else "—"
+            n = f" n={item['latency_queries']}" if item.get("latency_queries") else ""
             mean = f"{item['mean']:.4f}" if is_number(item["mean"]) else "cost-only"
             why = "" if item["why"] == "fits" else item["why"]  # at-load p95s are shown
             cost = item.get("usd_per_1k_queries")
             cost = f"  ${cost:,.4g}/1k queries" if is_number(cost) else ""
             lines.append(
-                f"  {mark}{item['system']:<{width}} {mean:>9}  p95 {p95:>11}{cost}  {why}".rstrip()
+                f"  {mark} {item['system']:<{width}} {mean:>9}  p95 {p95:>11}{n:<6}{cost}  "
+                f"{why}".rstrip()
             )
         if self.selective is not None:
             lines.append(self.selective["message"])
         lines += [f"assumption: {a}" for a in self.assumptions]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def _ci_text(row: dict) -> str:
+    low, high = row.get("p95_ci_low_ms"), row.get("p95_ci_high_ms")
+    return "[" + ", ".join("—" if v is None else f"{v:.1f}" for v in (low, high)) + "] ms"
 
 
 def decide(
@@ -107,7 +123,7 @@ def decide(
     else:
         report = compare(results, budget.metric, "auto", bootstrap)
     dataset = _dataset(report, budget)
-    rules = FitRules(budget, _curves(report, dataset))
+    rules = FitRules(budget, _curves(report, dataset), _samples(report, dataset))
     headline = report.headline()
     rows = list(headline[headline.dataset == dataset].itertuples(index=False))
     fitting = sorted(  # best quality first; equal quality: the faster first
@@ -115,6 +131,7 @@ def decide(
         key=lambda r: (-r.mean, r.p95_ms if is_number(r.p95_ms) else math.inf),
     )
     decision = _choose(fitting, budget, rows, report.metric_for(dataset))
+    _say_what_is_undetermined(decision, rows, fitting, rules)
     decision.dataset = dataset
     decision.considered = [_considered(r, rules) for r in rows] + _cost_only(report, dataset, rules)
     decision.warnings += _hardware_warnings(report, dataset)
@@ -124,6 +141,40 @@ def decide(
     if budget.selective:
         decision.selective = _selective(report, dataset, budget)
     return decision
+
+
+def _samples(report: Report, dataset: str) -> dict[str, list]:
+    """Each system's timed queries (end to end), for the latency interval; none for a
+    latency the user gave (taken as given)."""
+    return {
+        report.labels[s.key]: list(s.latency.samples)
+        for s in report.systems
+        if s.dataset == dataset and not s.latency.source.startswith("given")
+    }
+
+
+def _say_what_is_undetermined(decision: Decision, rows: list, fitting: list, rules) -> None:
+    """A system that could beat the recommendation but whose fit the evidence cannot tell
+    yet is named in the message, with what would decide it; the decision says which
+    axes rest on evidence."""
+    best = fitting[0].mean if fitting else -math.inf
+    open_rows = [r for r in rows if rules.check(r).state == "undetermined" and r.mean > best]
+    decision.undetermined = [r.system for r in open_rows]
+    decision.axes = {
+        "quality": "evidence: paired randomisation test, Holm-corrected across the sweep",
+        "latency": "evidence: each p95's distribution-free 95% CI against the budget"
+        if not open_rows
+        else f"undetermined for {[r.system for r in open_rows]}",
+    }
+    if open_rows:
+        first = open_rows[0]
+        decision.message = decision.message.replace(
+            "no reranker fits the budget", "no reranker is known to fit the budget yet"
+        )
+        decision.message = (
+            f"Not decided yet: {first.system} ({first.measure} {first.mean:.4f}) could be the "
+            f"answer, but {rules.check(first).why}. On the evidence so far: {decision.message}"
+        )
 
 
 def _dataset(report: Report, budget: Budget) -> str:
@@ -166,13 +217,25 @@ def _curves(report: Report, dataset: str) -> dict:
 
 
 def _considered(row, rules: FitRules) -> dict:
+    verdict = rules.check(row)
     return {
         "system": row.system,
         "mean": float(row.mean),
         "p95_ms": row.p95_ms,
+        "p95_ci_ms": [_plain(row.p95_ci_low_ms), _plain(row.p95_ci_high_ms)],
+        "latency_queries": _plain(row.latency_queries),
         "usd_per_1k_queries": row.usd_per_1k_queries,
-        **asdict(rules.check(row)),
+        "state": verdict.state,
+        "fits": verdict.fits,
+        "why": verdict.why,
     }
+
+
+def _plain(value):
+    """A table value as plain JSON (NaN / NA -> None, numpy -> Python)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 def _cost_only(report: Report, dataset: str, rules: FitRules) -> list[dict]:
@@ -198,6 +261,8 @@ def _cost_only(report: Report, dataset: str, rules: FitRules) -> list[dict]:
                 "mean": None,
                 "p95_ms": system.latency.p95_ms,
                 "usd_per_1k_queries": system.usd_per_1k_queries,
+                "latency_queries": len(system.latency.samples),
+                "state": "out",
                 "fits": False,
                 "why": "cost-only weights (no quality): latency "
                 + ("fits" if verdict.fits else f"does not fit: {verdict.why}"),

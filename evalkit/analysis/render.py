@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from evalkit.analysis.report import Report
 
 
-COUNT_COLUMNS = ("wins", "ties", "losses", "depth", "queries")
+COUNT_COLUMNS = ("wins", "ties", "losses", "depth", "queries", "latency_queries")
 
 MS_COLUMNS = (
     "p50_ms",
@@ -58,6 +58,8 @@ def format_cell(column: str, value: object) -> str:
         return str(value)
     if column in COUNT_COLUMNS:
         return str(int(value))
+    if column in RATE_COLUMNS and abs(float(value)) < 10:
+        return f"{float(value):.3g}"  # 0.047 QPS is not 0.0
     if column in MS_COLUMNS or column in RATE_COLUMNS:
         return f"{float(value):,.1f}"
     if column in P_COLUMNS:

@@ -99,6 +99,9 @@ class Report:
             "recall_at_depth",
             "p50_ms",
             "p95_ms",
+            "p95_ci_low_ms",
+            "p95_ci_high_ms",
+            "latency_queries",
             "qps",
             "pairs_per_second",
             "usd_per_1k_queries",
@@ -297,6 +300,9 @@ def _table(systems, labels, baseline: str, bootstrap: int) -> pd.DataFrame:
                 "recall_at_depth": system.recall_at_depth,
                 "p50_ms": system.latency.p50_ms,
                 "p95_ms": system.latency.p95_ms,
+                "p95_ci_low_ms": _ci(system, 0),
+                "p95_ci_high_ms": _ci(system, 1),
+                "latency_queries": len(system.latency.samples),
                 "qps": system.latency.qps,
                 "latency_source": system.latency.source,
                 "pairs_per_second": system.pairs_per_second,
@@ -319,7 +325,7 @@ def _table(systems, labels, baseline: str, bootstrap: int) -> pd.DataFrame:
     for column in TEST_COLUMNS:
         if column not in table:
             table[column] = np.nan
-    for column in ("wins", "ties", "losses", "depth", "queries"):
+    for column in ("wins", "ties", "losses", "depth", "queries", "latency_queries"):
         table[column] = table[column].astype("Int64")
     for test in ("p_ttest", "p_randomization"):
         table[f"{test}_holm"] = np.nan

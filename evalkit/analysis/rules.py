@@ -1,9 +1,15 @@
 """Decision rules as objects: each answers one question about one system.
 
 A :class:`Rule` has ``check(row) -> Verdict | None``: a verdict that rules the system out
-(``fits=False``), one that says it fits with a note, or None when the rule has nothing to
-say about that system. :class:`FitRules` composes the budget's rules in a fixed order
-(latency, cost, throughput); the first objection wins. A new rule is one class.
+(``out``), one that cannot decide on the evidence (``undetermined``), one that says it fits
+with a note, or None when the rule has nothing to say about that system. :class:`FitRules`
+composes the budget's rules in a fixed order (latency, cost, throughput); the first ``out``
+wins, else the first ``undetermined``. A new rule is one class.
+
+Latency is decided from the interval, never the point estimate alone: a system *fits*
+when the upper end of its p95's distribution-free 95% CI is within the budget, is *out*
+when the lower end exceeds it, and is *undetermined* otherwise -- with how many more timed
+queries would decide it.
 
 ``row`` is anything with the :class:`Candidate` attributes (a report headline row has
 them).
@@ -47,8 +53,14 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Verdict:
-    fits: bool
+    """``fits``, ``out`` or ``undetermined`` (the evidence cannot tell yet), and why."""
+
+    state: str
     why: str
+
+    @property
+    def fits(self) -> bool:
+        return self.state == "fits"
 
 
 class Rule(Protocol):
@@ -95,28 +107,61 @@ def p95_at_load(curve: LoadCurve, qps: float, replicas: int | None) -> tuple[flo
 
 class LatencyFit:
     """The p95 within ``--p95-ms``: at ``--qps`` from the system's load curve when it has
-    one, else the closed-loop (one query at a time) p95."""
+    one, else the closed-loop (one query at a time) p95, decided from its 95% CI over the
+    system's timed queries (``samples``; a latency the user gave is taken as given)."""
 
-    def __init__(self, budget: Budget, curves: dict[str, LoadCurve]) -> None:
-        self.budget, self.curves = budget, curves
+    def __init__(
+        self, budget: Budget, curves: dict[str, LoadCurve], samples: dict[str, list] | None = None
+    ) -> None:
+        self.budget, self.curves, self.samples = budget, curves, samples or {}
 
     def check(self, row) -> Verdict | None:
         budget = self.budget
         if budget.qps is not None and row.system in self.curves:
             p95, source = p95_at_load(self.curves[row.system], budget.qps, budget.replicas)
             if p95 is None:
-                return Verdict(False, source)
+                return Verdict("out", source)
             at = f"p95 {p95:.1f} ms at {budget.qps:g} QPS ({source})"
             if p95 > budget.p95_ms:
-                return Verdict(False, f"{at} exceeds the {budget.p95_ms:g} ms budget")
-            return Verdict(True, f"fits: {at}")
+                return Verdict("out", f"{at} exceeds the {budget.p95_ms:g} ms budget")
+            return Verdict("fits", f"fits: {at}")
         if not is_number(row.p95_ms):
-            return Verdict(False, "no latency measured")
-        if row.p95_ms > budget.p95_ms:
-            return Verdict(
-                False, f"p95 {row.p95_ms:.1f} ms exceeds the {budget.p95_ms:g} ms budget"
-            )
+            return Verdict("out", "no latency measured")
+        samples = self.samples.get(row.system)
+        if not samples:  # given by the user (a run file's engine): taken as given
+            if row.p95_ms > budget.p95_ms:
+                return Verdict(
+                    "out", f"p95 {row.p95_ms:.1f} ms exceeds the {budget.p95_ms:g} ms budget"
+                )
+            return None
+        return interval_verdict(row.p95_ms, samples, budget.p95_ms)
+
+
+def interval_verdict(p95: float, samples: list, budget_ms: float) -> Verdict | None:
+    """The p95's verdict from its distribution-free 95% CI (None when it fits)."""
+    from evalkit.measure.online import p95_verdict, quantile_ci, queries_to_decide
+
+    low, high = quantile_ci(samples)
+    n = len(samples)
+    shown = f"p95 {p95:.1f} ms, 95% CI [{_ms(low)}, {_ms(high)}], n={n}"
+    state = p95_verdict(samples, budget_ms)
+    if state == "fits":
         return None
+    if state == "out":
+        return Verdict("out", f"{shown}: exceeds the {budget_ms:g} ms budget")
+    needed = queries_to_decide(samples, budget_ms)
+    mean_s = float(sum(samples)) / n / 1000
+    take = (
+        f"about {needed - n} more timed queries (~{(needed - n) * mean_s / 60:.0f} min at "
+        "the measured rate; raise latency.max_queries / latency.max_seconds) would decide"
+        if needed is not None
+        else "its p95 sits on the budget: more queries will not decide it"
+    )
+    return Verdict("undetermined", f"{shown}: straddles the {budget_ms:g} ms budget; {take}")
+
+
+def _ms(value) -> str:
+    return "—" if value is None else f"{value:.1f}"
 
 
 class CostFit:
@@ -128,7 +173,7 @@ class CostFit:
     def check(self, row) -> Verdict | None:
         cost = row.usd_per_1k_queries
         if self.most is not None and is_number(cost) and cost > self.most:
-            return Verdict(False, f"${cost:,.4g} per 1k queries exceeds the ${self.most:g} budget")
+            return Verdict("out", f"${cost:,.4g} per 1k queries exceeds the ${self.most:g} budget")
         return None
 
 
@@ -144,22 +189,22 @@ class ThroughputFit:
         if qps is not None and row.system in self.curves:
             return None  # LatencyFit read the load curve
         if self.budget.replicas is not None:
-            return Verdict(False, "no load curve to simulate replicas from (latency.load_qps)")
+            return Verdict("out", "no load curve to simulate replicas from (latency.load_qps)")
         if qps is None:
             return None
         if is_number(row.depth):
             if not is_number(row.pairs_per_second):
-                return Verdict(False, "no sustained pairs/s measured for the QPS check")
+                return Verdict("out", "no sustained pairs/s measured for the QPS check")
             needed = qps * row.depth
             if needed > row.pairs_per_second:
                 return Verdict(
-                    False,
+                    "out",
                     f"{qps:g} QPS x depth {int(row.depth)} = {needed:,.0f} pairs/s "
                     f"exceeds the measured {row.pairs_per_second:,.1f} pairs/s",
                 )
             return None
         if is_number(row.qps) and qps > row.qps:
-            return Verdict(False, f"{qps:g} QPS exceeds the measured {row.qps:.1f} QPS")
+            return Verdict("out", f"{qps:g} QPS exceeds the measured {row.qps:.1f} QPS")
         return None
 
     def warnings(self, row) -> list[str]:
@@ -183,20 +228,25 @@ class FitRules:
     ``curves`` maps a system's label to its load curve, when it has one.
     """
 
-    def __init__(self, budget: Budget, curves: dict[str, LoadCurve] | None = None) -> None:
+    def __init__(
+        self,
+        budget: Budget,
+        curves: dict[str, LoadCurve] | None = None,
+        samples: dict[str, list] | None = None,
+    ) -> None:
         self.budget = budget
         self.curves = curves or {}
         self.throughput = ThroughputFit(budget, self.curves)
-        self.rules: list[Rule] = [LatencyFit(budget, self.curves), CostFit(budget), self.throughput]
+        latency = LatencyFit(budget, self.curves, samples)
+        self.rules: list[Rule] = [latency, CostFit(budget), self.throughput]
 
     def check(self, row) -> Verdict:
-        note = None
-        for rule in self.rules:
-            verdict = rule.check(row)
-            if verdict is not None and not verdict.fits:
-                return verdict
-            note = note or (verdict.why if verdict is not None else None)
-        return Verdict(True, note or "fits")
+        verdicts = [v for v in (rule.check(row) for rule in self.rules) if v is not None]
+        for state in ("out", "undetermined"):
+            found = next((v for v in verdicts if v.state == state), None)
+            if found is not None:
+                return found
+        return Verdict("fits", verdicts[0].why if verdicts else "fits")
 
     def warnings(self, row) -> list[str]:
         return self.throughput.warnings(row)
@@ -222,7 +272,7 @@ class QualityGain:
         p = row.p_randomization_holm
         significant = is_number(p) and p < self.budget.alpha
         if significant and row.gain >= self.budget.min_gain:
-            return Verdict(True, "significant gain")
+            return Verdict("fits", "significant gain")
         reason = (
             f"its gain over {row.baseline} ({row.gain:+.4f} {row.measure}) is "
             + (
@@ -232,4 +282,4 @@ class QualityGain:
             )
             + (f" (Holm-corrected randomisation p = {p:.3g})" if is_number(p) else "")
         )
-        return Verdict(False, reason)
+        return Verdict("out", reason)

@@ -158,7 +158,9 @@ class EvalConfig:
 @dataclass
 class LatencyConfig:
     enabled: bool = True
-    max_queries: int = bounded(100, 1)  # online sample cap (first N evaluated queries)
+    max_queries: int = bounded(100, 1)  # online sample cap (a seeded sample of the queries)
+    # p95 budgets to decide: timing stops once the p95's 95% CI is clear of each of them
+    target_p95_ms: list[float] = field(default_factory=list)
     warmup: int = bounded(3, 0)
     concurrency: int = bounded(1, 1, 1024)
     max_seconds: float = bounded(

@@ -175,6 +175,15 @@ def _latency_rules(config: Config) -> None:
                     "e.g. latency.load_qps=[1,2,4,8]",
                 )
             )
+    for target in config.latency.target_p95_ms:
+        if not (math.isfinite(target) and target > 0):
+            raise ConfigError(
+                problem(
+                    f"latency.target_p95_ms values must be positive ms, found {target!r}",
+                    "latency.target_p95_ms",
+                    "e.g. latency.target_p95_ms=[100]",
+                )
+            )
     for depth in config.latency.depths:
         if not depth >= 1:
             raise ConfigError(

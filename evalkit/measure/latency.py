@@ -8,15 +8,19 @@ sustained pairs/s of :func:`~evalkit.measure.throughput.pair_throughput`) and ``
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
 from evalkit.config.schema import Config
-from evalkit.measure.online import cuda_synchronizer, measure_online
+from evalkit.measure.online import cuda_synchronizer, measure_online, p95_decided
 from evalkit.measure.throughput import pair_throughput
 from evalkit.pipeline import StageRuns, TwoStage
 from evalkit.rerank.base import head_pairs
 from evalkit.retrieve.base import doc_texts_by_id
 from evalkit.types import QUERY_ID, Dataset
+
+log = logging.getLogger(__name__)
 
 
 def latency_device() -> str:
@@ -34,7 +38,7 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset: Dataset, runs: 
     if not config.latency.enabled:
         return latency
     pipeline.ensure_indexed(dataset)  # a cached first-stage run skipped indexing
-    sample = timed_sample(dataset, config.latency.max_queries)
+    sample = timed_sample(dataset, config.latency.max_queries, seed=config.seed)
     curve = [
         _online_at(config, pipeline, dataset, sample, doc_text, depth)
         for depth in config.latency.depths or [config.pipeline.depth]
@@ -51,10 +55,19 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset: Dataset, runs: 
     return latency
 
 
-def timed_sample(dataset: Dataset, limit: int | None = None) -> list[tuple[str, str]]:
-    """``(query_id, text)`` of the queries to time, in query-id order, at most ``limit``."""
+def timed_sample(
+    dataset: Dataset, limit: int | None = None, seed: int | None = None
+) -> list[tuple[str, str]]:
+    """``(query_id, text)`` of the queries to time, at most ``limit``: with ``seed``, a
+    seeded shuffle of the whole query set (a prefix of it is a uniform sample, whatever
+    the ids say about the queries), else in query-id order."""
+    import numpy as np
+
     ordered = dataset.queries.sort_values(QUERY_ID, kind="stable")
     pairs = list(zip(ordered[QUERY_ID].astype(str), ordered["text"].astype(str), strict=True))
+    if seed is not None:
+        order = np.random.default_rng(seed).permutation(len(pairs))
+        pairs = [pairs[i] for i in order]
     return pairs[:limit] if limit is not None else pairs
 
 
@@ -99,7 +112,23 @@ def _online_at(
             synchronize=cuda_synchronizer(pipeline.device),
             max_seconds=config.latency.max_seconds,
             progress=bar.update,
+            stop_when=_stopping_rule(config.latency.target_p95_ms),
         )
+        if result.measured < len(sample) and not p95_decided(
+            result.per_query[result.per_query.stage == "total"]["ms"].tolist(),
+            config.latency.target_p95_ms,
+        ):
+            log.warning(
+                "latency @%d: time budget reached (latency.max_seconds=%g): %d/%d queries "
+                "timed, too few to decide%s",
+                depth,
+                config.latency.max_seconds,
+                result.measured,
+                len(sample),
+                f" against {config.latency.target_p95_ms} ms"
+                if config.latency.target_p95_ms
+                else " whether p95 fits a budget (86 queries can)",
+            )
     per_query_ms = {
         stage: group["ms"].tolist()
         for stage, group in result.per_query.groupby("stage", sort=False)
@@ -110,6 +139,14 @@ def _online_at(
         "per_query_ms": per_query_ms,
         "measured": result.measured,
     }
+
+
+def _stopping_rule(targets: list[float]):
+    """With ``latency.target_p95_ms``, stop timing once the p95's CI is clear of every
+    target; without, time up to ``max_queries`` (or the time budget)."""
+    if not targets:
+        return None
+    return lambda totals: p95_decided(totals, targets)
 
 
 def latency_conditions(

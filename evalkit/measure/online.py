@@ -94,6 +94,7 @@ def measure_online(
     synchronize: Callable[[], None] | None = None,
     max_seconds: float | None = None,
     progress: Callable[[int], None] | None = None,
+    stop_when: Callable[[list[float]], bool] | None = None,
 ) -> OnlineResult:
     """Time ``stages`` per query in a closed loop; ``total`` is their end-to-end sum.
 
@@ -107,6 +108,8 @@ def measure_online(
         max_seconds: time budget of the measured loop: no query starts after it is spent
             (at least one query is always measured); ``measured`` says how many ran.
         progress: called with 1 after each measured query (a progress bar).
+        stop_when: called with the end-to-end times (ms) measured so far before each query
+            starts; True stops the loop (enough evidence, see :func:`p95_decided`).
     """
     sync = synchronize or (lambda: None)
     one = _timer(stages, clock, sync)
@@ -119,12 +122,17 @@ def measure_online(
     sync()
     begin = clock()
 
+    totals: list[float] = []
+
     def record(index: int) -> None:
         if index > 0 and budget_ns is not None and clock() - begin > budget_ns:
+            return
+        if index > 0 and stop_when is not None and stop_when(list(totals)):
             return
         timings = one(queries[index])
         with lock:
             rows.extend((index, name, ms) for name, ms in timings)
+            totals.append(timings[-1][1])
         if progress is not None:
             progress(1)
 
@@ -177,3 +185,88 @@ def cuda_synchronizer(device: str | None) -> Callable[[], None] | None:
     import torch
 
     return torch.cuda.synchronize
+
+
+# Sequential evidence. The online pass may stop as soon as the p95 is decided, so its
+# verdicts are read at planned looks with the 5% error split across them (a union bound):
+# peeking after every query at a plain 95% CI would flip verdicts between reruns. Looks at
+# 10 and 30 queries (1% of alpha each) can only rule a slow system out early; from 90 on,
+# look k spends alpha * 0.98 / 2^(k+1). A verdict at n queries uses the alpha of the first
+# look at or after n (also when the time budget, not a look, ended the loop).
+ALPHA = 0.05
+EARLY_LOOKS = (10, 30)
+
+
+def looks(most: int = 100_000) -> list[int]:
+    """The planned look sizes: 10, 30, 90, 113, 141, ... (x1.25)."""
+    sizes, n = list(EARLY_LOOKS), 90
+    while n <= most:
+        sizes.append(n)
+        n = int(np.ceil(n * 1.25))
+    return sizes
+
+
+LOOKS = looks()
+
+
+def verdict_level(n: int) -> float:
+    """The confidence level a verdict on ``n`` timed queries is read at."""
+    k = next(i for i, size in enumerate(LOOKS) if size >= n)
+    if k < len(EARLY_LOOKS):
+        return 1 - ALPHA * 0.01
+    return 1 - ALPHA * 0.98 / 2 ** (k - len(EARLY_LOOKS) + 1)
+
+
+def p95_verdict(samples: Sequence[float], budget_ms: float) -> str:
+    """``fits`` when the upper end of the p95's CI is within the budget, ``out`` when the
+    lower end exceeds it, ``undetermined`` otherwise (too few queries for a bound, or an
+    interval that straddles the budget); the CI is read at :func:`verdict_level`.
+
+    Example:
+        >>> p95_verdict([float(i) for i in range(1, 201)], 250.0)
+        'fits'
+        >>> p95_verdict([float(i) for i in range(1, 201)], 190.0), p95_verdict([9.0] * 5, 5.0)
+        ('undetermined', 'out')
+    """
+    low, high = quantile_ci(samples, level=verdict_level(len(samples)))
+    if high is not None and high <= budget_ms:
+        return "fits"
+    if low is not None and low > budget_ms:
+        return "out"
+    return "undetermined"
+
+
+def p95_decided(samples: Sequence[float], budgets: Sequence[float]) -> bool:
+    """The online pass's stopping rule: at a planned look, whether the p95 is decided
+    against every budget (never between looks, never without a budget)."""
+    if not budgets or len(samples) not in LOOKS:
+        return False
+    return all(p95_verdict(samples, budget) != "undetermined" for budget in budgets)
+
+
+def fewest_for_an_upper_bound() -> int:
+    """The fewest timed queries whose p95 can be found within a budget at all."""
+    return next(
+        n for n in range(1, 1000) if quantile_ci([0.0] * n, level=verdict_level(n))[1] is not None
+    )
+
+
+def queries_to_decide(samples: Sequence[float], budget_ms: float, most: int = 5000) -> int | None:
+    """About how many timed queries in all would decide the budget, if the latencies keep
+    the distribution measured so far (the order-statistic bounds at the next looks, read
+    off the measured quantiles); None when even ``most`` would not (the p95 sits on the
+    budget)."""
+    from scipy.stats import binom
+
+    data = np.sort(np.asarray(samples, dtype=np.float64))
+    if data.size == 0:
+        return None
+    for n in (size for size in LOOKS if data.size < size <= most):
+        alpha = (1 - verdict_level(n)) / 2
+        low_rank = int(binom.ppf(alpha, n, 0.95))
+        high_rank = int(binom.ppf(1 - alpha, n, 0.95)) + 1
+        high = np.quantile(data, min(high_rank / n, 1.0)) if high_rank <= n else np.inf
+        low = np.quantile(data, max(low_rank - 1, 0) / n)
+        if high <= budget_ms or low > budget_ms:
+            return n
+    return None
