@@ -148,3 +148,34 @@ def test_decide_names_what_is_not_decided_and_what_would_decide_it(tmp_path):
     assert "undet bm25 → ce@100" in decision.render()
     decided = evalkit.decide(tmp_path, p95_ms=50)  # its lower bound (90 ms) is over 50 ms
     assert decided.undetermined == [] and decided.decision == "first_stage"
+
+
+def test_a_busy_machine_is_noticed(tmp_path):
+    """A neighbour spinning one core while a pass is timed: recorded, and called busy."""
+    import subprocess
+    import sys
+    import time
+
+    from evalkit.measure.machine import LoadProbe, timing_threads
+
+    started = tmp_path / "spinning"
+    spinner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import pathlib, time\npathlib.Path({str(started)!r}).write_text('')\n"
+            "end = time.time() + 30\nwhile time.time() < end: pass",
+        ]
+    )
+    try:
+        while not started.exists():  # a barrier: the neighbour is running
+            time.sleep(0.01)
+        with LoadProbe(threads=1) as probe:
+            time.sleep(1.0)  # this process idles; the neighbour burns a core
+    finally:
+        spinner.kill()
+    load = probe.result
+    assert load.other_processes_cpu_share > 0.9 / load.cpus - 0.1  # about one core's worth
+    assert load.busy or load.cpus > 4  # one core of at most four is over the 25% line
+    assert load.to_dict()["threads"] == 1
+    assert timing_threads(3) == 3 and 1 <= timing_threads(None) <= load.cpus

@@ -159,6 +159,8 @@ class EvalConfig:
 class LatencyConfig:
     enabled: bool = True
     max_queries: int = bounded(100, 1)  # online sample cap (a seeded sample of the queries)
+    # torch threads while timing; None: the CPUs other processes leave free (no oversubscribing)
+    threads: int | None = bounded(None, 1, 1024)
     # p95 budgets to decide: timing stops once the p95's 95% CI is clear of each of them
     target_p95_ms: list[float] = field(default_factory=list)
     warmup: int = bounded(3, 0)

@@ -13,6 +13,7 @@ import logging
 import pandas as pd
 
 from evalkit.config.schema import Config
+from evalkit.measure.machine import LoadProbe, timing_threads, torch_threads
 from evalkit.measure.online import cuda_synchronizer, measure_online, p95_decided
 from evalkit.measure.throughput import pair_throughput
 from evalkit.pipeline import StageRuns, TwoStage
@@ -47,7 +48,10 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset: Dataset, runs: 
     latency["online"] = {
         **main["stages"],
         "per_query_ms": main["per_query_ms"],
-        "conditions": latency_conditions(config, pipeline, sample, main, doc_text),
+        "conditions": {
+            **latency_conditions(config, pipeline, sample, main, doc_text),
+            "machine": main["machine"],
+        },
         "mode": "closed loop, one query at a time per worker, warm-up excluded",
     }
     if len(curve) > 1:
@@ -101,9 +105,17 @@ def _online_at(
     """One closed-loop pass at ``depth``."""
     from tqdm.auto import tqdm
 
-    with tqdm(
-        total=len(sample), desc=f"latency @{depth}", unit="query", disable=not config.show_progress
-    ) as bar:
+    threads = timing_threads(config.latency.threads)
+    with (
+        tqdm(
+            total=len(sample),
+            desc=f"latency @{depth}",
+            unit="query",
+            disable=not config.show_progress,
+        ) as bar,
+        torch_threads(threads),
+        LoadProbe(threads) as probe,
+    ):
         result = measure_online(
             pipeline.online_stages(doc_text, depth, dataset.exclude_self),
             sample,
@@ -133,11 +145,19 @@ def _online_at(
         stage: group["ms"].tolist()
         for stage, group in result.per_query.groupby("stage", sort=False)
     }
+    if probe.result.busy:
+        log.warning(
+            "latency @%d was timed while other processes used %.0f%% of the CPUs: the numbers "
+            "may be inflated (latency.json -> conditions.machine)",
+            depth,
+            100 * probe.result.other_processes_cpu_share,
+        )
     return {
         "depth": depth,
         "stages": result.summary(),
         "per_query_ms": per_query_ms,
         "measured": result.measured,
+        "machine": probe.result.to_dict(),
     }
 
 
@@ -153,12 +173,11 @@ def latency_conditions(
     config: Config, pipeline: TwoStage, sample: list, point: dict, doc_text: dict
 ) -> dict:
     """What the latency numbers were measured under, recorded beside them."""
-    import torch
 
     lat, rr = config.latency, config.reranker
     conditions = {
         "device": latency_device(),
-        "threads": torch.get_num_threads(),
+        "threads": point["machine"]["threads"],
         "concurrency": lat.concurrency,
         "sample_queries": point["measured"],
         "sample_queries_asked": len(sample),

@@ -62,6 +62,15 @@ class OnlineLatency:
     def sample_queries(self) -> int | None:
         return self.conditions.get("sample_queries")
 
+    @property
+    def other_processes_cpu_share(self) -> float | None:
+        """The CPU share other processes took while this was timed (None: not recorded)."""
+        return (self.conditions.get("machine") or {}).get("other_processes_cpu_share")
+
+    @property
+    def machine_busy(self) -> bool:
+        return bool((self.conditions.get("machine") or {}).get("busy"))
+
     @classmethod
     def from_dict(cls, data: dict) -> OnlineLatency:
         return cls(
