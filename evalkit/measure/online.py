@@ -121,7 +121,6 @@ def measure_online(
 
     sync()
     begin = clock()
-
     totals: list[float] = []
 
     def record(index: int) -> None:
@@ -136,14 +135,22 @@ def measure_online(
         if progress is not None:
             progress(1)
 
-    if concurrency == 1:
-        for index in range(len(queries)):
-            record(index)
-    else:
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            list(pool.map(record, range(len(queries))))
+    _closed_loop(record, len(queries), concurrency)
     sync()
-    wall = (clock() - begin) / 1e9
+    return _result(rows, (clock() - begin) / 1e9, warmup, concurrency)
+
+
+def _closed_loop(record: Callable[[int], None], count: int, concurrency: int) -> None:
+    """``record(i)`` for every query: in order, or by ``concurrency`` workers."""
+    if concurrency == 1:
+        for index in range(count):
+            record(index)
+        return
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(record, range(count)))
+
+
+def _result(rows: list, wall: float, warmup: int, concurrency: int) -> OnlineResult:
     frame = pd.DataFrame(rows, columns=["query", "stage", "ms"]).sort_values(
         ["query"], kind="stable"
     )
