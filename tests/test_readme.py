@@ -83,8 +83,10 @@ def newcomer(tmp_path_factory):
 
 
 def systems_and_means(text: str) -> dict[str, str]:
-    """``fits/out SYSTEM  MEAN`` rows of a printed decision (latencies vary run to run)."""
-    rows = re.findall(r"^\s+(?:fits|out)\s+(.+?)\s{2,}(\d\.\d{4}|cost-only)", text, flags=re.M)
+    """``fits/out/undet SYSTEM  MEAN`` rows of a printed decision (latencies vary)."""
+    rows = re.findall(
+        r"^\s+(?:fits|out|undet)\s+(.+?)\s{2,}(\d\.\d{4}|cost-only)", text, flags=re.M
+    )
     return dict(rows)
 
 

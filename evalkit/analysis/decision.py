@@ -265,7 +265,11 @@ def _cost_only(report: Report, dataset: str, rules: FitRules) -> list[dict]:
                 "state": "out",
                 "fits": False,
                 "why": "cost-only weights (no quality): latency "
-                + ("fits" if verdict.fits else f"does not fit: {verdict.why}"),
+                + {
+                    "fits": "fits",
+                    "out": f"does not fit: {verdict.why}",
+                    "undetermined": f"undetermined: {verdict.why}",
+                }[verdict.state],
             }
         )
     return out
