@@ -97,6 +97,7 @@ def toy_plugin(tmp_path) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # an end-to-end evalkit-run with a load test, in a subprocess
 def test_a_run_with_load_qps_writes_the_curve_and_decide_answers_from_it(tmp_path):
     import json
 
