@@ -37,3 +37,26 @@ def test_a_folder_of_format_1_loads_and_a_newer_format_is_refused(tmp_path):
         DataError, match=r"has format 3; this evalkit reads formats 1 to 2.*upgrade"
     ):
         RunResult.load(folder)
+
+
+def test_records_round_trip_through_their_dicts(tmp_path):
+    from evalkit.results.run_records import LoadCurve, RunLatency, RunMetrics
+
+    folder = make_run(tmp_path, "a", [0.1, 0.4, 0.3], [0.3, 0.5, 0.2])
+    result = RunResult.load(folder)
+    metrics = result.metrics_record
+    assert RunMetrics.from_dict(metrics.to_dict()) == metrics
+    latency = result.latency_record
+    assert RunLatency.from_dict(latency.to_dict()) == latency
+    curve = LoadCurve.from_dict(
+        {
+            "points": [{"offered_qps": 2.0, "p95_ms": 9.0, "saturated": False}],
+            "conditions": {"max_batch_pairs": 8, "max_wait_ms": 5.0, "seed": 1},
+            "service_model": {"a": 1.0},
+            "query_shapes": [[3, 30]],
+            "simulated": {"2": [{"offered_qps": 2.0, "p95_ms": 7.0, "saturated": False}]},
+            "validation": [{"offered_qps": 2.0, "relative_error": 0.1}],
+            "validation_tolerance": 0.25,
+        }
+    )
+    assert LoadCurve.from_dict(curve.to_dict()) == curve

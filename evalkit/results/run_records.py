@@ -107,6 +107,15 @@ class RunLatency:
     def rerank_pairs_per_second(self) -> float | None:
         return _float(self.offline.get("rerank_pairs_per_second"))
 
+    def to_dict(self) -> dict:
+        out: dict = {"offline": self.offline, "online": self.online.to_dict() if self.online else None}
+        if self.depth_curve:
+            out["depth_curve"] = [
+                {"depth": p.depth, "stages": {k: v.to_dict() for k, v in p.stages.items()}}
+                for p in self.depth_curve
+            ]
+        return out
+
     @classmethod
     def from_dict(cls, data: dict) -> RunLatency:
         online = data.get("online")
@@ -128,6 +137,9 @@ class RerankerHealth:
     constant_score_fraction: float = 0.0
     queries_with_constant_scores: int = 0
     tie_rate: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> RerankerHealth:
@@ -169,6 +181,30 @@ class RunMetrics:
     def headline_value(self) -> float:
         """The first asked measure of the last stage (Hydra's sweep return value)."""
         return next(iter((self.reranked or self.first_stage).values()))
+
+    def to_dict(self) -> dict:
+        """The ``metrics.json`` fields this record holds, as that file writes them."""
+        out: dict = {
+            "first_stage": self.first_stage,
+            "dataset": self.dataset,
+            "num_queries": self.num_queries,
+            "quality_meaningful": self.quality_meaningful,
+            "data_warnings": self.data_warnings,
+            "contract": self.contract,
+        }
+        if self.reranked is not None:
+            out["reranked"] = self.reranked
+        if self.recall_at_depth is not None:
+            out["recall_at_depth"] = dict(zip(("measure", "value"), self.recall_at_depth))
+        if self.policy is not None:
+            out["policy"] = asdict(self.policy)
+        if self.health is not None:
+            out["reranker_health"] = self.health.to_dict()
+        if self.quality_note is not None:
+            out["quality_note"] = self.quality_note
+        if self.usd_per_1k_queries is not None:
+            out["cost"] = {"usd_per_1k_queries": self.usd_per_1k_queries}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> RunMetrics:
@@ -229,6 +265,26 @@ class LoadCurve:
     simulated: dict[int, tuple[LoadPointRecord, ...]] = field(default_factory=dict)
     validation: tuple[SimulatorCheck, ...] = ()
     validation_tolerance: float = 0.0
+
+    def to_dict(self) -> dict:
+        """The ``load.json`` fields this record holds."""
+
+        def points(rows) -> list[dict]:
+            return [asdict(p) for p in rows]
+
+        return {
+            "points": points(self.points),
+            "conditions": {
+                "max_batch_pairs": self.max_batch_pairs,
+                "max_wait_ms": self.max_wait_ms,
+                "seed": self.seed,
+            },
+            "service_model": self.service_model,
+            "query_shapes": [list(s) for s in self.query_shapes],
+            "simulated": {str(k): points(v) for k, v in self.simulated.items()},
+            "validation": [asdict(c) for c in self.validation],
+            "validation_tolerance": self.validation_tolerance,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> LoadCurve:
