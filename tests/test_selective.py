@@ -183,3 +183,28 @@ def test_a_runnable_policy_reranks_exactly_the_queries_it_selects(tmp_path, tiny
     # 2/16), so no policy can be recommended
     assert decision.selective["decision"] == "no_policy"
     assert decision.selective["message"].startswith("Selective:")
+
+
+@pytest.mark.parametrize("policy", ["learned", "feature:margin", "feature:idf_max", "always"])
+def test_nested_evidence_applies_every_family_as_fitted_on_the_training_queries(policy):
+    """A (policy, share) chosen on the training folds reranks about that share of the
+    held-out queries; the learned policy used to rerank all of them (its cut came from a
+    model fitted on the held-out fold with zeroed gains)."""
+    from evalkit.analysis.selective import _apply
+
+    rng = np.random.default_rng(0)
+    n = 400
+    table = pd.DataFrame(
+        {"margin": rng.normal(size=n), "idf_max": rng.normal(size=n), "length": rng.normal(size=n)}
+    )
+    gain = np.where(table.margin < 0, 0.1, -0.1) + rng.normal(0, 0.05, n)
+    test = np.zeros(n, dtype=bool)
+    test[::5] = True  # one held-out fold of 80 queries
+    for share in (0.2, 0.5, 0.8):
+        picked = _apply(policy, share, table, gain, ~test, test)
+        assert not picked[~test].any()  # only held-out queries are chosen
+        held_out = picked[test].mean()
+        if policy == "always":
+            assert held_out == 1.0
+        else:  # the training quantile lands within a few queries of the share
+            assert abs(held_out - share) <= 0.1, (policy, share, held_out)

@@ -26,6 +26,7 @@ from evalkit.analysis.budget import Budget
 from evalkit.analysis.render import format_cell
 from evalkit.analysis.report import Report, compare
 from evalkit.analysis.rules import Candidate, FitRules, QualityGain
+from evalkit.analysis.selective_choice import choose_policy
 from evalkit.analysis.stats import BOOTSTRAP_SAMPLES
 from evalkit.errors import DataError, problem
 from evalkit.results import is_number
@@ -139,7 +140,7 @@ def decide(
         decision.warnings += rules.warnings(row)
     decision.assumptions = rules.assumptions([r.system for r in rows])
     if budget.selective:
-        decision.selective = _selective(report, dataset, budget)
+        decision.selective = choose_policy(report, dataset, budget)
     return decision
 
 
@@ -282,48 +283,6 @@ def _hardware_warnings(report: Report, dataset: str) -> list[str]:
     return [
         f"runs were measured on different hardware {hardware}: their latencies are not comparable"
     ]
-
-
-def _selective(report: Report, dataset: str, budget: Budget) -> dict:
-    """The best per-query policy within the budget that beats both never and always."""
-    from evalkit.analysis.selective import best_point
-
-    found = []
-    table = report.selective()
-    for system in report.systems:
-        label = report.labels[system.key]
-        if system.dataset != dataset or not system.reranked or not system.quality_meaningful:
-            continue
-        points = (
-            table[(table.dataset == dataset) & (table.system == label)] if len(table) else table
-        )
-        if not len(points):
-            continue  # no curve for it (already selective, or no first-stage run file)
-        never, always, features, costs = report.selective_inputs(system, points.measure.iloc[0])
-        best = best_point(points, never, always, features, costs, budget.p95_ms, budget.alpha)
-        always_row = points[points.policy == "always"].iloc[0]
-        if best is not None:
-            found.append((best, always_row, label))
-    if not found:
-        return {
-            "decision": "no_policy",
-            "message": "Selective: no per-query policy beats both never and always within "
-            "the budget (significantly over never, above always where always fits).",
-        }
-    best, always_row, label = max(found, key=lambda item: item[0]["mean"])
-    metric = best.get("measure") or budget.metric
-    message = (
-        f"Selective: with {label}, rerank {best['share_reranked']:.0%} of queries "
-        f"({best['rule']}): {best['gain_over_never']:+.4f} {metric} over never at "
-        f"{best['share_reranked']:.0%} of the pairs, implied p95 {best['implied_p95_ms']:.1f} "
-        f"ms; always-rerank gains {always_row.gain_over_never:+.4f} at 100% (implied p95 "
-        f"{always_row.implied_p95_ms:.1f} ms). Evidence (nested cross-validation: the policy "
-        f"chosen on 4/5 of the queries, applied to the rest): "
-        f"{best['nested_gain_over_never']:+.4f} over never, randomisation p = "
-        f"{best['p_randomization_vs_never']:.3g}."
-    )
-    clean = {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}
-    return {"decision": "policy", "system": label, "message": message, "evidence": clean}
 
 
 def _choose(fitting: list, budget: Budget, rows: list, metric: str) -> Decision:
