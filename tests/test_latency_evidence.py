@@ -179,3 +179,30 @@ def test_a_busy_machine_is_noticed(tmp_path):
     assert load.busy or load.cpus > 4  # one core of at most four is over the 25% line
     assert load.to_dict()["threads"] == 1
     assert timing_threads(3) == 3 and 1 <= timing_threads(None) <= load.cpus
+
+
+def test_a_reranked_runs_first_stage_is_timed_alone(tmp_path):
+    """Inside the reranked pass the first stage shares caches and cores with the reranker;
+    its latency (report, decide, the selective 'never' row) comes from a pass of its own."""
+    from evalkit.runner import run_experiment
+    from tests.conftest import compose, cranfield_overrides
+
+    result = run_experiment(
+        compose(
+            cranfield_overrides(
+                tmp_path / "cache",
+                "reranker=python",
+                "reranker.target=tests.plugin_reranker:make",
+                "pipeline.depth=5",
+                "dataset.max_queries=6",
+            )
+        ),
+        tmp_path / "run",
+    )
+    online = result.latency["online"]
+    alone = online["first_stage_alone"]["per_query_ms"]["first_stage"]
+    assert len(alone) == len(online["per_query_ms"]["first_stage"]) == 5  # latency.max_queries
+    first, _ = result.systems()
+    assert first.latency.source == "first stage timed alone in a reranked run"
+    assert first.latency.samples == alone
+    assert list(result.selective_inputs("nDCG@10").costs.first_stage_ms) == alone
