@@ -256,12 +256,36 @@ CACHE_KINDS = {
 
 
 def ensure_cache_root(root: str | Path) -> Path:
-    """Create the cache root with the marker that says evalkit owns it."""
+    """The cache root, with the marker that says evalkit owns it: written only into a
+    folder evalkit creates (or an empty one), never into a folder of the user's, so
+    ``evalkit-cache clear`` can never delete what evalkit did not make."""
+    from evalkit.errors import ConfigError, problem
+
     root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
     marker = root / MARKER
-    if not marker.is_file():
+    if marker.is_file():
+        return root
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        found = (
+            "a file"
+            if not root.is_dir()
+            else f"a folder holding {len(list(root.iterdir()))} entries"
+        )
+        raise ConfigError(
+            problem(
+                f"cache.dir={root} is {found} that evalkit did not create (no {MARKER} marker)",
+                "cache.dir",
+                "give evalkit a folder of its own: a new or empty one, e.g. "
+                f"cache.dir={root / 'evalkit-cache'}",
+            )
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
         marker.write_text("evalkit cache: `evalkit-cache clear` may delete the kinds it lists\n")
+    except OSError as error:
+        raise ConfigError(
+            problem(f"cannot create the cache folder {root}: {error.strerror}", "cache.dir")
+        ) from None
     return root
 
 

@@ -78,7 +78,7 @@ def scorer(tmp_path, kind: str, model: str, *extra: str):
                     f"reranker={preset}",
                     f"reranker.model={model}",
                     "reranker.max_length=64",
-                    f"cache.dir={tmp_path}",
+                    f"cache.dir={tmp_path}/cache",
                     "show_progress=false",
                     *extra,
                 ]
@@ -141,13 +141,13 @@ def test_int8_keeps_the_ranking(tmp_path, spread_cross_encoder, backend):
 
 def test_exports_are_cached_by_model_and_quantisation(tmp_path, tiny_cross_encoder):
     scorer(tmp_path, "cross", tiny_cross_encoder, "reranker.backend=onnx")
-    folders = sorted(p for p in (tmp_path / "onnx").iterdir() if p.is_dir())
+    folders = sorted(p for p in (tmp_path / "cache" / "onnx").iterdir() if p.is_dir())
     assert len(folders) == 1
     stamp = (folders[0] / "model.onnx").stat().st_mtime_ns
     scorer(tmp_path, "cross", tiny_cross_encoder, "reranker.backend=openvino")  # same file
     assert (folders[0] / "model.onnx").stat().st_mtime_ns == stamp
     scorer(tmp_path, "cross", tiny_cross_encoder, "reranker.backend=onnx", "reranker.quantize=int8")
-    assert len([p for p in (tmp_path / "onnx").iterdir() if p.is_dir()]) == 2
+    assert len([p for p in (tmp_path / "cache" / "onnx").iterdir() if p.is_dir()]) == 2
 
 
 def test_a_missing_runtime_names_the_install(tmp_path, tiny_cross_encoder, monkeypatch):

@@ -88,7 +88,7 @@ def test_scores_are_maxsim_of_the_token_vectors(colbert_python, minilm_path, tmp
         from tests.conftest import compose
 
         config = validate(compose([
-            "reranker=colbert", "reranker.model={minilm_path}", "cache.dir={tmp_path}",
+            "reranker=colbert", "reranker.model={minilm_path}", "cache.dir={tmp_path}/cache",
         ]))
         scorer = build_scorer(config)
         pairs = [("wing flutter", "flutter of a swept wing"),

@@ -308,3 +308,27 @@ def test_a_folder_that_is_not_a_hub_repository_says_so(tmp_path):
     config = DatasetConfig(name="x", source="hub", hub_id=str(tmp_path / "repo"))
     with pytest.raises(DataError, match="cannot load config 'corpus'"):
         load_dataset(config, tmp_path / "cache")
+
+
+def test_a_users_folder_is_never_taken_as_the_cache(tmp_path):
+    """cache.dir naming a folder of the user's: refused, nothing written into it, and
+    evalkit-cache clear refuses it too (no marker) -- the user's files survive."""
+    from evalkit.cache import MARKER, clear_cache, ensure_cache_root
+    from evalkit.errors import ConfigError, DataError
+
+    mine = tmp_path / "my-data"
+    (mine / "datasets").mkdir(parents=True)
+    (mine / "datasets" / "corpus.jsonl").write_text('{"_id": "d1", "text": "mine"}\n')
+    (mine / "runs").mkdir()
+    (mine / "runs" / "es.trec").write_text("1 Q0 d1 1 1.0 es\n")
+    with pytest.raises(ConfigError, match=r"holding 2 entries that evalkit did not create"):
+        ensure_cache_root(mine)
+    assert not (mine / MARKER).exists()
+    with pytest.raises(DataError, match="is not an evalkit cache"):
+        clear_cache(mine)
+    assert (mine / "datasets" / "corpus.jsonl").read_text().startswith('{"_id"')
+    assert (mine / "runs" / "es.trec").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (ensure_cache_root(empty) / MARKER).is_file()  # an empty folder is fine
+    assert (ensure_cache_root(tmp_path / "new" / "cache") / MARKER).is_file()

@@ -221,7 +221,7 @@ def test_a_cross_encoder_served_over_http_scores_like_the_local_one(tmp_path, ti
                 [
                     "reranker=minilm_l6",
                     f"reranker.model={tiny_cross_encoder}",
-                    f"cache.dir={tmp_path}",
+                    f"cache.dir={tmp_path}/cache",
                     "show_progress=false",
                 ]
             )

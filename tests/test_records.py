@@ -60,3 +60,18 @@ def test_records_round_trip_through_their_dicts(tmp_path):
         }
     )
     assert LoadCurve.from_dict(curve.to_dict()) == curve
+
+
+def test_run_folders_reached_through_symlinks_are_found_once(tmp_path):
+    """A sweep folder with a linked-in run, and a link loop: the linked run is read (it
+    was skipped silently before), the loop is not followed forever."""
+    import evalkit
+
+    elsewhere = tmp_path / "elsewhere"
+    make_run(elsewhere, "reranked", [0.1, 0.4], [0.3, 0.5])
+    sweep = tmp_path / "sweep"
+    make_run(sweep, "bm25", [0.1, 0.4])
+    (sweep / "linked").symlink_to(elsewhere / "reranked", target_is_directory=True)
+    (sweep / "loop").symlink_to(sweep, target_is_directory=True)
+    names = sorted(r.identity.name() for r in evalkit.load(sweep))
+    assert names == ["bm25", "bm25 → ce@100"]

@@ -25,7 +25,8 @@ Folder layout (the contract; README.md's table of result files says the same):
 from evalkit.results.identity import Identity
 from evalkit.results.layout import COMPLETE, RESULT_FILES, completion, remove_results, run_file
 from evalkit.results.records import Latency, System, is_number
-from evalkit.results.run_result import RunResult, find_results
+from evalkit.results.finding import find_results
+from evalkit.results.run_result import RunResult
 
 __all__ = [
     "COMPLETE",

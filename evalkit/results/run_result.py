@@ -365,34 +365,3 @@ def _read_features(path: Path) -> pd.DataFrame | None:
         return None
     features = pd.read_parquet(path)
     return features.assign(query_id=features["query_id"].astype(str)).set_index("query_id")
-
-
-def find_results(results_dir: str | Path) -> list[RunResult]:
-    """Every finished run below ``results_dir`` (unfinished and damaged ones are skipped,
-    with a warning naming them)."""
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise DataError(
-            problem(
-                f"results folder does not exist: {root}",
-                fix="pass the folder evalkit-run wrote into (e.g. results/sweeps/NAME)",
-            )
-        )
-    results = []
-    for marker in sorted(root.rglob(COMPLETE)):
-        try:
-            results.append(RunResult.load(marker.parent))
-        except DataError as error:
-            log.warning("skipping %s: %s", marker.parent, error)
-    finished = {r.folder for r in results}
-    for metrics in sorted(root.rglob(METRICS)):
-        if metrics.parent not in finished and completion(metrics.parent) is None:
-            log.warning("skipping unfinished run %s (no %s)", metrics.parent, COMPLETE)
-    if not results:
-        raise DataError(
-            problem(
-                f"no finished runs below {root}",
-                fix="run evalkit-run (or a sweep with -m) into this folder first",
-            )
-        )
-    return results
