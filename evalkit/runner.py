@@ -45,6 +45,10 @@ from evalkit.types import QUERY_ID, Dataset
 log = logging.getLogger(__name__)
 
 NON_SEMANTIC = ("show_progress", "verbose")
+# settings added after result folders were first written, with the default that behaves as
+# before: left out of the hash at that default, so an existing folder of the same config
+# still resumes (a set value changes the hash)
+ADDED_LATER = {("latency", "target_p95_ms"): [], ("latency", "threads"): None}
 
 
 def config_hash(config: Config) -> str:
@@ -53,6 +57,9 @@ def config_hash(config: Config) -> str:
     for key in NON_SEMANTIC:
         data.pop(key, None)
     data["cache"].pop("dir", None)
+    for (section, key), default in ADDED_LATER.items():
+        if data[section].get(key) == default:
+            data[section].pop(key, None)
     return digest(json.dumps(data, sort_keys=True))
 
 

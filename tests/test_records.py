@@ -75,3 +75,22 @@ def test_run_folders_reached_through_symlinks_are_found_once(tmp_path):
     (sweep / "loop").symlink_to(sweep, target_is_directory=True)
     names = sorted(r.identity.name() for r in evalkit.load(sweep))
     assert names == ["bm25", "bm25 → ce@100"]
+
+
+def test_folders_written_before_resume_under_the_same_config():
+    """Settings added since (latency.target_p95_ms, latency.threads, first_stage_k's
+    'none' default) leave the config hash as it was at their defaults, so rerunning a
+    sweep resumes the folders the previous release wrote instead of refusing them. The
+    values are what commit a6c493e (session 3) computes for the same overrides."""
+    from evalkit import compose
+    from evalkit.config import validate
+    from evalkit.runner import config_hash
+
+    plain = validate(compose(["dataset=cranfield", "reranker=none"]))
+    reranked = validate(
+        compose(["dataset=cranfield", "reranker=biencoder_packaged", "pipeline.depth=30"])
+    )
+    assert config_hash(plain) == "9946d32b490dc9de42c180023f40addc"
+    assert config_hash(reranked) == "573a12c361fd811425bc169190e71be3"
+    timed = validate(compose(["dataset=cranfield", "reranker=none", "latency.threads=1"]))
+    assert config_hash(timed) != config_hash(plain)  # a value set is part of the config
