@@ -248,3 +248,16 @@ def test_a_run_killed_mid_way_pays_only_for_the_rest(tmp_path, monkeypatch):
         run_cli(tmp_path, "http", *http_settings(server, "reranker.concurrency=1"))
     latency = json.loads((tmp_path / "http" / "latency.json").read_text())
     assert latency["offline"]["rerank_pairs_scored_in_evaluation"] == result_pairs(tmp_path) - paid
+
+
+def test_server_scores_keep_float64_precision():
+    """Scores that differ beyond float32 precision stay different (they used to become
+    ties, and the top 10 came back in doc-id order)."""
+    from evalkit.rerank.http import HttpReranker
+
+    reranker = HttpReranker("http://127.0.0.1:9", "m")
+    payload = {"results": [{"index": 0, "relevance_score": 0.1 + 1e-9}]}
+    payload["results"].append({"index": 1, "relevance_score": 0.1 + 2e-9})
+    scores = reranker._parse(payload, 2)
+    assert scores.dtype == np.float64 and scores[1] > scores[0]
+    assert np.float32(scores[1]) == np.float32(scores[0])  # what a float32 cast would do

@@ -144,7 +144,7 @@ class HttpReranker:
     ) -> np.ndarray:
         """One score per pair, in input order; requests run ``concurrency`` at a time and
         each finished one is handed to ``on_done`` before the next is waited for."""
-        scores = np.full(len(pairs), np.nan, dtype=np.float32)
+        scores = np.full(len(pairs), np.nan, dtype=np.float64)
         if not pairs:
             return scores
         requests = self.requests(pairs)
@@ -279,7 +279,7 @@ class HttpReranker:
         results = payload if field_name is None else _get(payload, field_name)
         if not isinstance(results, list):
             raise self._malformed(f"no '{field_name or 'list of results'}' in the response")
-        scores = np.full(expected, np.nan, dtype=np.float32)
+        scores = np.full(expected, np.nan, dtype=np.float64)
         for item in results:
             index = _get(item, "index")
             value = _get(item, self.dialect.score_field)
