@@ -26,6 +26,7 @@ from evalkit.data import content_digest, load_dataset
 from evalkit.env import code_version, environment
 from evalkit.errors import ConfigError, problem
 from evalkit.faults import checkpoint
+from evalkit.inputs import input_digests
 from evalkit.io import write_json
 from evalkit.measure.latency import measure_latency
 from evalkit.measure.load_test import measure_load
@@ -149,15 +150,13 @@ def run_experiment(cfg, output_dir: str | Path) -> RunResult:
         started = time.perf_counter()
         dataset = load_dataset(config.dataset, cache_dir(config))
         data_key = content_digest(dataset)
+        inputs = input_digests(config)
         if done is not None:
-            if done.get("data_digest") == data_key and done.get("code_version") == version:
-                log.info("%s is complete for this config and data; skipping", folder)
+            stale = _stale(done, data_key, version, inputs)
+            if not stale:
+                log.info("%s is complete for this config, data and inputs; skipping", folder)
                 return RunResult.load(folder)
-            log.warning(
-                "%s was made from other %s: recomputing",
-                folder,
-                "data" if done.get("data_digest") != data_key else "code",
-            )
+            log.warning("%s was made from other %s: recomputing", folder, stale)
         remove_results(folder)
         checkpoint("after_cleanup")
         result = _run(config, dataset, data_key)
@@ -167,10 +166,25 @@ def run_experiment(cfg, output_dir: str | Path) -> RunResult:
                 "config_hash": chash,
                 "data_digest": data_key,
                 "code_version": version,
+                "inputs": inputs,
                 "seconds": time.perf_counter() - started,
             },
         )
         return result
+
+
+def _stale(done: dict, data_key: str, version: str, inputs: dict) -> str | None:
+    """What differs between a finished folder's resume key and this run's, or None."""
+    if done.get("data_digest") != data_key:
+        return "data"
+    if done.get("code_version") != version:
+        return "code"
+    changed = sorted(
+        k
+        for k in {*inputs, *(done.get("inputs") or {})}
+        if inputs.get(k) != (done.get("inputs") or {}).get(k)
+    )
+    return f"inputs ({', '.join(changed)} changed)" if changed else None
 
 
 def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:

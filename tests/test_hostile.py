@@ -332,3 +332,50 @@ def test_a_users_folder_is_never_taken_as_the_cache(tmp_path):
     empty.mkdir()
     assert (ensure_cache_root(empty) / MARKER).is_file()  # an empty folder is fine
     assert (ensure_cache_root(tmp_path / "new" / "cache") / MARKER).is_file()
+
+
+def test_an_input_edited_in_place_is_recomputed_not_served(tmp_path, caplog):
+    """The resume key covers the inputs besides config and data: a run file rewritten in
+    place is recomputed (it used to be skipped, serving the old numbers)."""
+    from evalkit.runner import run_experiment
+    from tests.conftest import CRANFIELD, compose
+
+    run = tmp_path / "es.trec"
+    run.write_text("1 Q0 184 1 2.0 es\n1 Q0 29 2 1.0 es\n")  # two of query 1's relevant docs
+    overrides = [
+        "dataset=local",
+        f"dataset.path={CRANFIELD}",
+        "dataset.max_queries=1",
+        f"cache.dir={tmp_path / 'cache'}",
+        "retriever=run_file",
+        f"retriever.path={run}",
+        "reranker=none",
+        "eval.metrics=[P@2]",
+        "latency.enabled=false",
+        "show_progress=false",
+    ]
+    first = run_experiment(compose(overrides), tmp_path / "out").metrics["first_stage"]["P@2"]
+    run.write_text("1 Q0 1 1 2.0 es\n1 Q0 2 2 1.0 es\n")  # edited in place: other documents
+    with caplog.at_level("WARNING"):
+        again = run_experiment(compose(overrides), tmp_path / "out").metrics["first_stage"]
+    assert "inputs (retriever.path changed): recomputing" in caplog.text
+    assert again["P@2"] != first
+
+
+def test_a_local_models_fingerprint_covers_its_module_configs(tmp_path):
+    from evalkit.models.loading import build_random_model, fingerprint
+
+    shrink = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2}
+    model = build_random_model(
+        "sentence-transformers/all-MiniLM-L6-v2", "bi_encoder", tmp_path, shrink=shrink
+    )
+    before = fingerprint(str(model))
+    (model / "README.md").write_text("notes")  # documentation: the same model
+    assert fingerprint(str(model)) == before
+    pooling = next(model.rglob("1_Pooling/config.json"))
+    pooling.write_text(
+        pooling.read_text().replace(
+            '"pooling_mode_mean_tokens": true', '"pooling_mode_mean_tokens": false'
+        )
+    )
+    assert fingerprint(str(model)) != before  # mean -> no mean pooling: new scores, new key

@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 ARCHITECTURES = Path(__file__).parent / "architectures"
 WORDPIECE_VOCAB = Path(__file__).parent / "wordpiece" / "vocab.txt"
 DTYPES = ("auto", "fp32", "fp16", "bf16")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".xml", ".pt", ".pth")
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -294,15 +293,10 @@ def fingerprint(model_path: str, revision: str | None = None) -> str:
     never serve stale scores; a hub model is keyed by its resolved revision.
     """
     folder = Path(model_path)
-    digest = hashlib.sha256()
-    if folder.is_dir():
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-        for path in files + sorted(folder.glob("*.json")):
-            digest.update(str(path.relative_to(folder)).encode())
-            with path.open("rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 22), b""):
-                    digest.update(block)
-        return f"local:{digest.hexdigest()[:24]}"
+    if folder.is_dir():  # every file: weights, module configs (pooling...), tokenizer files
+        from evalkit.inputs import folder_digest
+
+        return f"local:{folder_digest(folder)}"
     resolved = revision or _cached_revision(model_path) or "unresolved"
     return f"hub:{model_path}@{resolved}"
 
