@@ -26,6 +26,7 @@ import os
 import random
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -239,11 +240,12 @@ class HttpReranker:
                 )
             headers["Authorization"] = f"Bearer {key}"
         request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+        key = headers.get("Authorization", "")[len("Bearer ") :]
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                raw = response.read()
+            with _OPENER.open(request, timeout=self.timeout_s) as response:
+                raw = _read_until(response, time.monotonic() + self.timeout_s)
         except urllib.error.HTTPError as error:
-            detail = error.read()[:200].decode("utf-8", "replace").strip()
+            detail = redact(error.read()[:200].decode("utf-8", "replace").strip(), key)
             if error.code in RETRY_STATUS:
                 retry_after = error.headers.get("Retry-After") if error.headers else None
                 wait_s = float(retry_after) if retry_after and _is_number(retry_after) else None
@@ -334,7 +336,8 @@ def _is_number(value) -> bool:
 
 
 def check(config) -> None:
-    """``reranker.url`` must be an http(s) address."""
+    """``reranker.url`` must be an http(s) address, with no credentials in it (they would be
+    written to config.yaml): keys come from the environment only."""
     url = config.reranker.url
     if not (url or "").startswith(("http://", "https://")):
         raise ConfigError(
@@ -344,6 +347,65 @@ def check(config) -> None:
                 "e.g. reranker.url=https://api.cohere.com reranker.dialect=cohere",
             )
         )
+    parts = urllib.parse.urlsplit(url)
+    query = {k.lower() for k in urllib.parse.parse_qs(parts.query)}
+    if parts.password or parts.username or query & SECRET_PARAMETERS:
+        raise ConfigError(
+            problem(
+                "reranker.url carries credentials (user:password@ or a key parameter), which "
+                "would be written to config.yaml",
+                "reranker.url",
+                "drop them from the URL and name the variable holding the key: "
+                "reranker.api_key_env=NAME",
+            )
+        )
+
+
+SECRET_PARAMETERS = frozenset({"key", "api_key", "apikey", "token", "access_token", "secret"})
+
+
+def redact(text: str, key: str = "") -> str:
+    """A server's answer as evalkit may print it: the key, and anything after ``Bearer``,
+    replaced by ``***``."""
+    import re
+
+    if key:
+        text = text.replace(key, "***")
+    return re.sub(r"(?i)(bearer\s+)[^\s\"',}]+", r"\1***", text)
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the same scheme, host and port: the key never travels to
+    another host (urllib would re-send the Authorization header)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        if (old.scheme, old.netloc) != (new.scheme, new.netloc):
+            raise ServiceError(
+                problem(
+                    f"{req.full_url} redirects (HTTP {code}) to another host, "
+                    f"{new.scheme}://{new.netloc}: evalkit does not send the key there",
+                    "reranker.url",
+                    "point reranker.url at the address the service answers on",
+                )
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameHostRedirects)
+
+
+def _read_until(response, deadline: float) -> bytes:
+    """The whole body, or a retryable timeout once ``deadline`` passes: ``timeout_s`` is a
+    deadline for the request, not a per-read limit a trickling server can stretch."""
+    chunks = []
+    while True:
+        if time.monotonic() > deadline:
+            raise _Retryable("TimeoutError: the response took longer than reranker.timeout_s")
+        chunk = response.read(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def build(config) -> HttpReranker:
