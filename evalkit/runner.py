@@ -49,7 +49,11 @@ NON_SEMANTIC = ("show_progress", "verbose")
 # settings added after result folders were first written, with the default that behaves as
 # before: left out of the hash at that default, so an existing folder of the same config
 # still resumes (a set value changes the hash)
-ADDED_LATER = {("latency", "target_p95_ms"): [], ("latency", "threads"): None}
+ADDED_LATER = {
+    ("latency", "target_p95_ms"): [],
+    ("latency", "threads"): None,
+    ("retriever", "allow_remote_code"): False,
+}
 
 
 def config_hash(config: Config) -> str:

@@ -379,3 +379,14 @@ def test_a_local_models_fingerprint_covers_its_module_configs(tmp_path):
         )
     )
     assert fingerprint(str(model)) != before  # mean -> no mean pooling: new scores, new key
+
+
+def test_remote_code_needs_confirming_on_the_retriever_too():
+    from evalkit.config import validate
+    from evalkit.errors import ConfigError
+    from tests.conftest import compose
+
+    asked = ["retriever=minilm", "retriever.model=/models/x", "retriever.trust_remote_code=true"]
+    with pytest.raises(ConfigError, match=r"retriever\.allow_remote_code=true"):
+        validate(compose(asked))
+    assert validate(compose([*asked, "retriever.allow_remote_code=true"])).retriever.model

@@ -74,6 +74,7 @@ class RetrieverConfig:
     device: str = "auto"
     dtype: str = one_of("auto", ("auto", "fp32", "fp16", "bf16"))
     trust_remote_code: bool = False
+    allow_remote_code: bool = False  # confirms trust_remote_code for a model evalkit does not know
     chunk_size: int = bounded(50_000, 1)  # corpus rows per block in exact search
     index: str = one_of(
         "auto", ("auto", "exact", "flat", "ivf", "hnsw")

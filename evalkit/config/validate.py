@@ -103,6 +103,7 @@ def _dataset_rules(config: Config) -> None:
 def _retriever_rules(config: Config) -> None:
     rc = config.retriever
     RETRIEVERS.check(config, rc)
+    _remote_code_guard(rc, "retriever")
     if rc.shard_job is None:
         return
     parts = rc.shard_job.split("/")
@@ -133,13 +134,23 @@ def _reranker_rules(config: Config) -> None:
                 "add reranker.backend=onnx",
             )
         )
-    if rr.trust_remote_code and rr.model not in REMOTE_CODE_MODELS and not rr.allow_remote_code:
+    _remote_code_guard(rr, "reranker")
+
+
+def _remote_code_guard(section, name: str) -> None:
+    """trust_remote_code runs Python from the model's folder or repository: only for a
+    model evalkit knows to need it, or when the user confirms it (either stage)."""
+    if (
+        section.trust_remote_code
+        and section.model not in REMOTE_CODE_MODELS
+        and not section.allow_remote_code
+    ):
         raise ConfigError(
             problem(
-                f"trust_remote_code=true for '{rr.model}', which evalkit does not know "
+                f"trust_remote_code=true for '{section.model}', which evalkit does not know "
                 "to need it: that would run code downloaded with the model",
-                "reranker.trust_remote_code",
-                "drop it, or confirm with reranker.allow_remote_code=true if you trust the "
+                f"{name}.trust_remote_code",
+                f"drop it, or confirm with {name}.allow_remote_code=true if you trust the "
                 "model's repository",
             )
         )
