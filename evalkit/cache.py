@@ -17,10 +17,12 @@ No pickle anywhere: SQLite rows, ``.npy`` (``allow_pickle=False``) and Parquet.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -117,6 +119,28 @@ class PairScoreCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as error:
+            if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+                raise
+            self._set_aside(error)
+
+    def _set_aside(self, error: Exception) -> None:
+        """A damaged database (malformed pages, not a database at all) is moved aside and
+        a new one started, as the other caches rebuild a damaged entry: scores are
+        recomputed, runs go on."""
+        with contextlib.suppress(Exception):
+            self._connection.close()
+        aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(str(self.path) + suffix)
+            if part.exists():
+                part.replace(Path(str(aside) + suffix))
+        log.warning("pair-score cache %s is damaged (%s): set aside as %s", self.path, error, aside)
+        self._open()
+
+    def _open(self) -> None:
         self._connection = sqlite3.connect(self.path, timeout=120, isolation_level=None)
         # Switching to WAL and creating the table take locks that SQLite's busy timeout
         # does not always wait for: jobs of a sweep opening the cache together retry.
@@ -133,10 +157,9 @@ class PairScoreCache:
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or attempt == 59:
                     raise
-                import time
-
                 time.sleep(0.5)
-        self.rejected = 0  # rows whose check value did not match (recomputed)
+
+    rejected = 0  # rows whose check value did not match (recomputed)
 
     @staticmethod
     def _check(model: str, pair: bytes, score: float) -> int:
@@ -148,7 +171,17 @@ class PairScoreCache:
         return value - (1 << 63)  # SQLite integers are signed 64-bit
 
     def get_many(self, model: str, keys: Sequence[bytes]) -> dict[bytes, float]:
-        """Scores found for ``keys``; rows that fail their check value count as misses."""
+        """Scores found for ``keys``; rows that fail their check value count as misses, and
+        a database found damaged is set aside (everything is a miss)."""
+        try:
+            return self._get_many(model, keys)
+        except sqlite3.DatabaseError as error:
+            if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+                raise
+            self._set_aside(error)
+            return {}
+
+    def _get_many(self, model: str, keys: Sequence[bytes]) -> dict[bytes, float]:
         found: dict[bytes, float] = {}
         for start in range(0, len(keys), self.BATCH):
             batch = list(keys[start : start + self.BATCH])
@@ -175,6 +208,15 @@ class PairScoreCache:
         rows = [(model, k, float(v), self._check(model, k, float(v))) for k, v in items]
         if not rows:
             return
+        try:
+            self._put(rows)
+        except sqlite3.DatabaseError as error:
+            if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+                raise
+            self._set_aside(error)
+            self._put(rows)
+
+    def _put(self, rows: list) -> None:
         with self._connection:  # one transaction: all rows or none
             self._connection.execute("BEGIN IMMEDIATE")
             self._connection.executemany(

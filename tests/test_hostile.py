@@ -390,3 +390,27 @@ def test_remote_code_needs_confirming_on_the_retriever_too():
     with pytest.raises(ConfigError, match=r"retriever\.allow_remote_code=true"):
         validate(compose(asked))
     assert validate(compose([*asked, "retriever.allow_remote_code=true"])).retriever.model
+
+
+@pytest.mark.parametrize("damage", ["not a database", "malformed pages"])
+def test_a_damaged_pair_cache_is_set_aside_and_rebuilt(tmp_path, damage, caplog):
+    from evalkit.cache import PairScoreCache, pair_key
+
+    path = tmp_path / "pair_scores.sqlite"
+    cache = PairScoreCache(path)
+    cache.put_many("m", [(pair_key(f"q{i}", "d"), float(i)) for i in range(2000)])
+    cache.close()
+    raw = bytearray(path.read_bytes())
+    if damage == "not a database":
+        raw[:100] = b"\x07" * 100
+    else:
+        raw[4096 * 3 : 4096 * 6] = b"\xff" * (4096 * 3)  # b-tree pages overwritten
+    path.write_bytes(bytes(raw))
+    with caplog.at_level("WARNING"):
+        again = PairScoreCache(path)
+        found = again.get_many("m", [pair_key(f"q{i}", "d") for i in range(2000)])
+        again.put_many("m", [(pair_key("q1", "d"), 1.0)])
+    assert len(found) < 2000  # what was lost is recomputed, not served
+    assert again.get_many("m", [pair_key("q1", "d")]) == {pair_key("q1", "d"): 1.0}
+    assert "is damaged" in caplog.text
+    assert list(tmp_path.glob("pair_scores.sqlite.damaged-*"))  # set aside, not deleted
