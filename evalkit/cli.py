@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -63,17 +64,66 @@ def guarded(body: Callable[[], object], verbose: bool, log_file: Path | None = N
     except KeyboardInterrupt:
         print("evalkit: interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as error:
+        if verbose:
+            raise
+        if error.errno not in USER_CAUSED_ERRNOS:
+            _internal(error, log_file)
+        print(f"evalkit: error: {_os_message(error)}", file=sys.stderr)
+        sys.exit(2)
+    except MemoryError:
+        print(
+            "evalkit: error: out of memory (a bootstrap or sample size too large for this "
+            "machine?); fix: lower --bootstrap / the sizes asked",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     except Exception as error:
         if verbose:
             raise
-        path = _write_trace(error, log_file)
-        first = (str(error).strip().splitlines() or [""])[0][:300]
-        print(
-            f"evalkit: internal error: {type(error).__name__}: {first}; the full trace is in "
-            f"{path} (please report it; verbose=true shows it here)",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+        _internal(error, log_file)
+
+
+def _internal(error: BaseException, log_file: Path | None) -> None:
+    """evalkit's own bug: one line naming the trace file, exit 1."""
+    path = _write_trace(error, log_file)
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    print(
+        f"evalkit: internal error: {type(error).__name__}: {first}; the full trace is in "
+        f"{path} (please report it; verbose=true shows it here)",
+        file=sys.stderr,
+    )
+    sys.exit(1)
+
+
+# the conditions a user's machine or paths cause, not evalkit: read-only, full, a path
+# through a file, a symlink loop, a missing permission
+USER_CAUSED_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ELOOP,
+    errno.ENAMETOOLONG,
+    errno.EEXIST,
+}
+
+
+def _os_message(error: OSError) -> str:
+    where = error.filename or "a file"
+    fixes = {
+        errno.ENOSPC: "free disk space (or point the output elsewhere), then rerun",
+        errno.EDQUOT: "free space in your quota, then rerun",
+        errno.ENOTDIR: "a part of the path is a file: choose another folder",
+        errno.EISDIR: "it is a folder: name a file",
+        errno.ELOOP: "the path loops through symlinks: fix the links",
+        errno.EEXIST: "a file of that name is in the way: choose another path",
+    }
+    fix = fixes.get(error.errno, "choose a folder you can write to, or fix its permissions")
+    return problem(f"cannot use {where}: {error.strerror}", fix=fix)
 
 
 # --- evalkit-run -------------------------------------------------------------------------

@@ -414,3 +414,29 @@ def test_a_damaged_pair_cache_is_set_aside_and_rebuilt(tmp_path, damage, caplog)
     assert again.get_many("m", [pair_key("q1", "d")]) == {pair_key("q1", "d"): 1.0}
     assert "is damaged" in caplog.text
     assert list(tmp_path.glob("pair_scores.sqlite.damaged-*"))  # set aside, not deleted
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["report", "RESULTS", "--out", "FILE"], "cannot use"),
+        (["report", "RESULTS", "--out", "FILE/report"], "a part of the path is a file"),
+        (["decide", "RESULTS", "--p95-ms", "100", "--out", "RESULTS"], "it is a folder"),
+        (["report", "RESULTS", "--bootstrap", "1000000000"], "from 100 to 100,000"),
+    ],
+)
+def test_bad_output_paths_and_absurd_values_are_user_errors(tmp_path, command, message):
+    """Exit 2 and one line, not an internal error (nothing half-written either)."""
+    from tests.fakeruns import make_run
+    from tests.test_e2e import evalkit_cli
+
+    make_run(tmp_path / "results", "a", [0.1, 0.2, 0.3], [0.2, 0.3, 0.4])
+    (tmp_path / "file").write_text("mine")
+    args = [
+        a.replace("RESULTS", str(tmp_path / "results")).replace("FILE", str(tmp_path / "file"))
+        for a in command
+    ]
+    done = evalkit_cli(*args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "internal error" not in done.stderr
+    assert (tmp_path / "file").read_text() == "mine"
