@@ -159,3 +159,38 @@ def test_a_second_stage_returning_the_wrong_scores_is_one_line(returned, found):
     corpus = pd.DataFrame({"doc_id": ["a", "b", "c"], "title": [""] * 3, "text": ["x", "y", "z"]})
     with pytest.raises(ModelError, match=rf"'wrong-v1' returned {found} for 3 pairs"):
         rerank(run, queries, corpus, 3, Wrong(), show_progress=False)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "def make():\n    raise RuntimeError('no GPU here')\n",
+            "raised RuntimeError: no GPU here",
+        ),
+        ("def make(:\n", "cannot import reranker.target"),  # a syntax error in the module
+        (
+            "import numpy as np\nclass S:\n    fingerprint, max_length, device = 'b', None, 'cpu'\n"
+            "    def token_lengths(self, pairs):\n        return np.ones(len(pairs))\n"
+            "    def score(self, pairs, **kw):\n        raise ValueError('bad batch')\n"
+            "def make():\n    return S()\n",
+            "raised ValueError: bad batch",
+        ),
+    ],
+)
+@pytest.mark.slow  # evalkit-run in a subprocess, three times
+def test_a_plugin_that_fails_is_the_users_one_line_error(tmp_path, monkeypatch, source, message):
+    from tests.test_e2e import evalkit_run
+
+    (tmp_path / "broken_plugin.py").write_text(source)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    done = evalkit_run(
+        *QUICK,
+        f"cache.dir={tmp_path / 'cache'}",
+        "reranker=python",
+        "reranker.target=broken_plugin:make",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-1500:]
+    assert message in done.stderr and "internal error" not in done.stderr

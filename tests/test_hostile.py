@@ -425,6 +425,7 @@ def test_a_damaged_pair_cache_is_set_aside_and_rebuilt(tmp_path, damage, caplog)
         (["report", "RESULTS", "--bootstrap", "1000000000"], "from 100 to 100,000"),
     ],
 )
+@pytest.mark.slow  # the CLI in a subprocess, four times
 def test_bad_output_paths_and_absurd_values_are_user_errors(tmp_path, command, message):
     """Exit 2 and one line, not an internal error (nothing half-written either)."""
     from tests.fakeruns import make_run

@@ -170,7 +170,7 @@ def score_and_cache(
     with tqdm(
         total=len(pairs), desc="rerank", unit="pair", disable=not show_progress or not pairs
     ) as bar:
-        scores = scorer.score(pairs, on_done=persist, lengths=lengths, progress=bar.update)
+        scores = _call_scorer(scorer, pairs, persist, lengths, bar.update)
     scores = _checked_scores(scores, len(pairs), scorer)
     if pairs and not saved.all():
         rest = np.flatnonzero(~saved)
@@ -184,6 +184,26 @@ def score_and_cache(
         timing["mean_tokens_per_pair"] = float(np.minimum(lengths, scorer.max_length).mean())
         timing["truncated_pairs"] = int((lengths > scorer.max_length).sum())
     return scores, timing
+
+
+def _call_scorer(scorer: Reranker, pairs: list, on_done, lengths, progress):
+    """``scorer.score``; a second stage from the user's own code that raises is the user's
+    error to fix (one line naming it), evalkit's own are evalkit's bugs."""
+    try:
+        return scorer.score(pairs, on_done=on_done, lengths=lengths, progress=progress)
+    except Exception as error:
+        if type(scorer).__module__.split(".")[0] == "evalkit":
+            raise
+        from evalkit.errors import ModelError, problem
+
+        raise ModelError(
+            problem(
+                f"the second stage '{scorer.fingerprint}' ({type(scorer).__module__}) raised "
+                f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}",
+                "reranker.target",
+                "fix its score(pairs, ...) (verbose=true shows the trace)",
+            )
+        ) from error
 
 
 def _checked_scores(scores, count: int, scorer: Reranker) -> np.ndarray:

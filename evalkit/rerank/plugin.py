@@ -37,7 +37,7 @@ def build(config) -> Reranker:
     module_name, _, attribute = target.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
+    except (ImportError, AttributeError, SyntaxError) as error:
         raise ConfigError(
             problem(
                 f"cannot import reranker.target '{target}': {error}",
@@ -45,7 +45,17 @@ def build(config) -> Reranker:
                 "make the module importable (installed, or on PYTHONPATH) and check the name",
             )
         ) from None
-    reranker = factory()
+    try:
+        reranker = factory()
+    except Exception as error:  # the user's code: its failure is theirs to fix
+        raise ConfigError(
+            problem(
+                f"reranker.target '{target}' raised {type(error).__name__}: "
+                f"{(str(error).splitlines() or [''])[0][:200]}",
+                "reranker.target",
+                "fix the factory (verbose=true shows its trace)",
+            )
+        ) from error
     missing = [name for name in PROTOCOL if not hasattr(reranker, name)]
     if missing or not isinstance(reranker, Reranker) or not str(reranker.fingerprint):
         raise ConfigError(
