@@ -192,3 +192,16 @@ def test_no_network_says_so_and_shows_the_local_route(tmp_path, monkeypatch):
 def test_names_cannot_escape_the_cache(name):
     with pytest.raises(DataError, match=r"unsafe"):
         safe_name(name)
+
+
+@pytest.mark.parametrize("grade", [0.7, 1.5, float("nan"), "2", True])
+def test_hub_grades_are_never_truncated(grade):
+    """A Hub table's float grade 0.7 used to become 0 through int(); it is refused, naming
+    the row (2.0 and numpy integers are integers)."""
+    import numpy as np
+
+    from evalkit.data.hub import exact_grade
+
+    with pytest.raises(DataError, match=r"row 3: grade .* is not an integer"):
+        exact_grade(grade, "mteb/x", 3)
+    assert exact_grade(2.0, "mteb/x", 1) == 2 and exact_grade(np.int64(3), "mteb/x", 1) == 3

@@ -170,10 +170,33 @@ def _convert(config: DatasetConfig, target: Path) -> None:
     (target / "qrels").mkdir()
     with (target / "qrels" / f"{split}.tsv").open("w", encoding="utf-8") as out:
         out.write("query-id\tcorpus-id\tscore\n")
-        for q, d, s in zip(qrels["query-id"], qrels["corpus-id"], qrels["score"], strict=True):
-            out.write(f"{q}\t{d}\t{int(s)}\n")
+        for row, (q, d, s) in enumerate(
+            zip(qrels["query-id"], qrels["corpus-id"], qrels["score"], strict=True), start=1
+        ):
+            out.write(f"{q}\t{d}\t{exact_grade(s, qrels_repo, row)}\n")
     if _has_config(repo, TOP_RANKED, revision):
         _write_top_ranked(_table(repo, TOP_RANKED, revision, split), candidates_file(target, split))
+
+
+def exact_grade(value, repo: str, row: int) -> int:
+    """A grade as an integer, or a one-line error: 0.7 is never truncated to 0 (the local
+    loader has the same rule)."""
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        number = None
+    else:
+        number = float(value)
+    if number is None or not math.isfinite(number) or number != int(number):
+        raise DataError(
+            problem(
+                f"qrels of '{repo}' row {row}: grade {value!r} is not an integer",
+                fix="grades are integers (0 = not relevant, 1, 2, ...): fix the dataset or "
+                "round its grades deliberately",
+            )
+        )
+    return int(number)
 
 
 def _has_config(repo: str, name: str, revision: str | None) -> bool:
