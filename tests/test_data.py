@@ -205,3 +205,10 @@ def test_hub_grades_are_never_truncated(grade):
     with pytest.raises(DataError, match=r"row 3: grade .* is not an integer"):
         exact_grade(grade, "mteb/x", 3)
     assert exact_grade(2.0, "mteb/x", 1) == 2 and exact_grade(np.int64(3), "mteb/x", 1) == 3
+
+
+def test_an_empty_queries_file_is_one_line(tmp_path):
+    folder = write_beir(tmp_path / "ds")
+    (folder / "queries.jsonl").write_text("")
+    with pytest.raises(DataError, match=r"the queries file holds no queries.*queries\.jsonl"):
+        load_beir_folder(folder)

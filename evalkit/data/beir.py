@@ -238,14 +238,12 @@ def load_beir_folder(
     qrels_path = _checked_paths(folder, split, on_invalid)
     warnings: Counter[str] = Counter()
     corpus = _read_corpus(folder, warnings)
-    queries = _read_texts(folder / "queries.jsonl", ("text",), "query").rename(
-        columns={"id": QUERY_ID}
-    )
+    queries = _read_queries(folder)
     qrels = _read_qrels(qrels_path)
     if qrels.empty:
         raise DataError(problem("the qrels split has no judgments", str(qrels_path)))
     qrels = _known_judgments(qrels, queries, corpus, qrels_path, on_invalid, warnings)
-    queries, qrels = _judged_queries(queries, qrels, max_queries, warnings)
+    queries, qrels = _judged_queries(queries, qrels, max_queries, warnings, qrels_path)
     for key, count in warnings.items():
         log.info("dataset %s: %s = %d", folder.name, key, count)
     return Dataset(
@@ -330,10 +328,22 @@ def _known_judgments(
     return qrels[~unknown_query].reset_index(drop=True)
 
 
+def _read_queries(folder: Path) -> pd.DataFrame:
+    queries = _read_texts(folder / "queries.jsonl", ("text",), "query")
+    if queries.empty:
+        raise DataError(problem("the queries file holds no queries", str(folder / "queries.jsonl")))
+    return queries.rename(columns={"id": QUERY_ID})
+
+
 def _judged_queries(
-    queries: pd.DataFrame, qrels: pd.DataFrame, max_queries: int | None, warnings: Counter
+    queries: pd.DataFrame,
+    qrels: pd.DataFrame,
+    max_queries: int | None,
+    warnings: Counter,
+    qrels_path: Path,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The queries that have judgments (the first ``max_queries`` by id when asked)."""
+    """The queries that have judgments (the first ``max_queries`` by id when asked); none
+    is a one-line error."""
     judged = set(qrels[QUERY_ID])
     unjudged = len(set(queries[QUERY_ID]) - judged)
     if unjudged:
@@ -343,6 +353,14 @@ def _judged_queries(
         keep = set(sorted(queries[QUERY_ID], key=_natural_key)[:max_queries])
         queries = queries[queries[QUERY_ID].isin(keep)]
         qrels = qrels[qrels[QUERY_ID].isin(keep)]
+    if queries.empty:
+        raise DataError(
+            problem(
+                "no query of queries.jsonl has a judgment in this split",
+                str(qrels_path),
+                "check that the qrels' query ids are the queries' _id values",
+            )
+        )
     empty = int((queries["text"].str.strip() == "").sum())
     if empty:
         warnings["empty_queries"] = empty
