@@ -4,11 +4,19 @@
 # OUT receives one folder per system; COLBERT_PYTHON is a Python with PyLate (see README);
 # without it the ColBERT runs are left out.
 set -euo pipefail
-out=${1:?usage: bring_your_own.sh OUT [COLBERT_PYTHON]}
+smoke=
+if [ "${1:-}" = "--smoke" ]; then  # seconds, for the tests: steps 1 and 2 on 3 queries
+    smoke=1
+    set -- "$(mktemp -d)"
+fi
+out=${1:?usage: bring_your_own.sh OUT [COLBERT_PYTHON] | --smoke}
 colbert_python=${2:-}
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 common=(dataset=cranfield pipeline.depth=30 latency.max_queries=50 show_progress=false)
+if [ -n "$smoke" ]; then
+    common+=(dataset.max_queries=3 latency.max_queries=3 cache.dir="$out/cache")
+fi
 
 # 1. evalkit's BM25, whose run file stands in for "any engine"
 evalkit-run "${common[@]}" reranker=none hydra.run.dir="$out/bm25"
@@ -34,6 +42,11 @@ PY
 PYTHONPATH="$out" evalkit-run "${common[@]}" retriever=run_file \
     retriever.path="$out/bm25/run.first_stage.trec" retriever.p95_ms=5 \
     reranker=python reranker.target=my_rerankers:make hydra.run.dir="$out/run_file_python"
+
+if [ -n "$smoke" ]; then
+    evalkit-decide "$out" --p95-ms 1000
+    exit 0
+fi
 
 # 3. a rerank API over HTTP: a local server speaking the Cohere protocol, with a key and a price
 port=$((20000 + RANDOM % 20000))

@@ -5,8 +5,17 @@
 # The second stage is the real all-MiniLM-L6-v2 as a bi-encoder reranker at depth 10 on
 # ONNX Runtime int8 (about 0.2 s per query on 2 CPU cores: one replica saturates near 5 QPS).
 set -euo pipefail
-out=${1:?usage: load_validation.sh OUT [overrides...]}
-shift
+if [ "${1:-}" = "--smoke" ]; then  # seconds, for the tests: the README plugin, one low rate
+    out=$(mktemp -d)/load
+    here=$(cd "$(dirname "$0")/.." && pwd)
+    export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
+    set -- reranker=python reranker.target=tests.plugin_reranker:make dataset.max_queries=5 \
+        'latency.load_qps=[20]' latency.load_queries=20 latency.load_max_seconds=5 \
+        reranker.backend=torch reranker.quantize=none cache.dir="$out-cache"
+else
+    out=${1:?usage: load_validation.sh OUT [overrides...] | --smoke}
+    shift
+fi
 evalkit-run dataset=cranfield reranker=biencoder_packaged pipeline.depth=10 \
     reranker.backend=onnx reranker.quantize=int8 \
     latency.max_queries=20 latency.max_seconds=30 \

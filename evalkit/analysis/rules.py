@@ -151,9 +151,11 @@ def interval_verdict(p95: float, samples: list, budget_ms: float) -> Verdict | N
         return Verdict("out", f"{shown}: exceeds the {budget_ms:g} ms budget")
     needed = queries_to_decide(samples, budget_ms)
     mean_s = float(sum(samples)) / n / 1000
+    seconds = (needed - n) * mean_s if needed is not None else 0.0
+    span = f"~{seconds / 60:.0f} min" if seconds >= 90 else f"~{seconds:.0f} s"
     take = (
-        f"about {needed - n} more timed queries (~{(needed - n) * mean_s / 60:.0f} min at "
-        "the measured rate; raise latency.max_queries / latency.max_seconds) would decide"
+        f"about {needed - n} more timed queries ({span} at the measured rate; raise "
+        "latency.max_queries / latency.max_seconds) would decide"
         if needed is not None
         else "its p95 sits on the budget: more queries will not decide it"
     )
