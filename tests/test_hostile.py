@@ -332,6 +332,9 @@ def test_a_users_folder_is_never_taken_as_the_cache(tmp_path):
     empty.mkdir()
     assert (ensure_cache_root(empty) / MARKER).is_file()  # an empty folder is fine
     assert (ensure_cache_root(tmp_path / "new" / "cache") / MARKER).is_file()
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ConfigError, match="cannot create the cache folder"):
+        ensure_cache_root(tmp_path / "a-file" / "cache")  # cache.dir under a regular file
 
 
 def test_an_input_edited_in_place_is_recomputed_not_served(tmp_path, caplog):

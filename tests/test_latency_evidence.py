@@ -206,3 +206,19 @@ def test_a_reranked_runs_first_stage_is_timed_alone(tmp_path):
     assert first.latency.source == "first stage timed alone in a reranked run"
     assert first.latency.samples == alone
     assert list(result.selective_inputs("nDCG@10").costs.first_stage_ms) == alone
+
+
+def test_a_small_query_set_is_timed_again_to_fill_the_sample():
+    import pandas as pd
+
+    from evalkit.measure.latency import timed_sample
+    from evalkit.types import Dataset
+
+    queries = pd.DataFrame({"query_id": ["a", "b", "c"], "text": ["x", "y", "z"]})
+    empty = pd.DataFrame(columns=["doc_id", "title", "text"])
+    qrels = pd.DataFrame(columns=["query_id", "doc_id", "relevance"])
+    sample = timed_sample(Dataset("toy", empty, queries, qrels), 90, seed=0)
+    assert len(sample) == 90
+    rounds = [sorted(q for q, _ in sample[i : i + 3]) for i in range(0, 90, 3)]
+    assert all(r == ["a", "b", "c"] for r in rounds)  # every round holds each query once
+    assert len({tuple(q for q, _ in sample[i : i + 3]) for i in range(0, 90, 3)}) > 1

@@ -207,10 +207,17 @@ class Report:
         return save_report(self, out, title)
 
 
+def _timed(system: System) -> int | None:
+    """How many timed queries the latency rests on (None for a latency the user gave)."""
+    if system.latency.source.startswith("given"):
+        return None
+    return len(system.latency.samples)
+
+
 def _ci(system: System, side: int) -> float | None:
     from evalkit.measure.online import quantile_ci
 
-    if not system.latency.samples:
+    if not system.latency.samples or system.latency.source.startswith("given"):
         return None
     return quantile_ci(system.latency.samples)[side]
 
@@ -308,7 +315,7 @@ def _table(systems, labels, baseline: str, bootstrap: int) -> pd.DataFrame:
                 "p95_ms": system.latency.p95_ms,
                 "p95_ci_low_ms": _ci(system, 0),
                 "p95_ci_high_ms": _ci(system, 1),
-                "latency_queries": len(system.latency.samples),
+                "latency_queries": _timed(system),
                 "qps": system.latency.qps,
                 "latency_source": system.latency.source,
                 "pairs_per_second": system.pairs_per_second,
