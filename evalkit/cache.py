@@ -380,38 +380,3 @@ def clear_cache(cache_dir: str | Path) -> int:
             elif path.exists() or path.is_symlink():
                 path.unlink()
     return freed
-
-
-COMPLETE = ".complete"  # written last into a folder built by build_folder_once
-
-
-def build_folder_once(
-    folder: Path, convert, stamp: str = "", verify: bool = False, what: str = "folder"
-) -> Path:
-    """Build ``folder`` with ``convert(target)`` once: in a scratch folder renamed into place
-    (a killed build never looks finished), one process at a time (a file lock). The one way
-    evalkit builds a folder-shaped artifact (datasets, BM25 indexes, random models, ONNX
-    exports).
-
-    With ``verify``, a manifest of checksums is written last and checked on every use: a
-    damaged folder is set aside and rebuilt, never used.
-    """
-    import shutil
-    import tempfile
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if (folder / COMPLETE).is_file():
-            if not verify or verify_manifest(folder):
-                return folder
-            log.warning("cached %s %s is damaged; rebuilding it", what, folder)
-        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".build-") as scratch:
-            target = Path(scratch) / "data"
-            convert(target)
-            (target / COMPLETE).write_text(stamp)
-            if verify:
-                write_manifest(target)
-            if folder.exists():
-                shutil.rmtree(folder)
-            target.rename(folder)
-    return folder

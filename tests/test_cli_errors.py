@@ -66,7 +66,19 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# the cases that load a model before failing take seconds each: slow tier
+LOADS_A_MODEL = {
+    "model path missing",
+    "hub cross-encoder offline",
+    "hub bi-encoder retriever offline",
+    "hub bi-encoder second stage offline",
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=pytest.mark.slow) if c in LOADS_A_MODEL else c for c in sorted(CASES)],
+)
 def test_bad_input_is_one_clear_line(case, tmp_path):
     overrides, message = CASES[case]
     result = evalkit_run(
@@ -80,6 +92,7 @@ def test_bad_input_is_one_clear_line(case, tmp_path):
     assert len(result.stderr.strip().splitlines()) <= 3  # the error, at most a log line or two
 
 
+@pytest.mark.slow  # loads the hub client and probes it
 def test_offline_hub_model_error_names_the_offline_fix(tmp_path):
     result = evalkit_run(*LOCAL, "retriever=minilm", f"hydra.run.dir={tmp_path}/run", check=False)
     assert result.returncode == 2

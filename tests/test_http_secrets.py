@@ -94,7 +94,7 @@ def test_a_trickling_server_meets_the_deadline():
             self.send_response(200)
             self.send_header("Content-Length", "1000")
             self.end_headers()
-            for _ in range(40):  # one byte every 0.1 s: each read is quick, the body is not
+            for _ in range(12):  # one byte every 0.1 s: each read is quick, the body is not
                 try:
                     self.wfile.write(b" ")
                     self.wfile.flush()

@@ -76,7 +76,7 @@ def test_the_loop_stops_as_soon_as_the_budget_is_decided():
 TRUE_P95 = 100.0 * np.exp(1.6448536 * 0.4)  # 192.9 ms: lognormal(ln 100, 0.4)
 
 
-def verdicts(budget: float, seeds: int = 100) -> list[tuple[str, str]]:
+def verdicts(budget: float, seeds: int = 60) -> list[tuple[str, str]]:
     return [
         (
             p95_verdict(measure(2 * s, budget), budget),
@@ -88,22 +88,22 @@ def verdicts(budget: float, seeds: int = 100) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("budget", [150.0, 260.0])
 def test_a_rerun_never_turns_fits_into_out(budget):
-    """Budgets clear of the true p95 (193 ms): over 100 pairs of measurements of the same
+    """Budgets clear of the true p95 (193 ms): over 60 pairs of measurements of the same
     system, every decided verdict is right, and none turns fits into out."""
     pairs = verdicts(budget)
     right = "fits" if budget > TRUE_P95 else "out"
     assert all(set(pair) <= {right, "undetermined"} for pair in pairs)
     # and nearly all decide within the 400 queries offered (at 260 ms some need more)
-    assert sum(pair.count(right) for pair in pairs) >= 0.9 * 200
+    assert sum(pair.count(right) for pair in pairs) >= 0.9 * 2 * len(pairs)
 
 
-@pytest.mark.slow  # 300 measurements
+@pytest.mark.slow  # 400 measurements per budget
 @pytest.mark.parametrize("budget", [185.0, 193.0, 205.0])
 def test_near_the_budget_errors_stay_within_the_error_rate(budget):
     """Budgets within 5% of the true p95: a verdict is wrong only at the rate its 95%
     interval allows (at most 2.5% per side, here measured), and so flips between reruns
     stay within that rate too; most near-budget measurements stay undetermined."""
-    pairs = verdicts(budget)
+    pairs = verdicts(budget, seeds=200)
     wrong = "out" if budget > TRUE_P95 else "fits"
     decided = [v for pair in pairs for v in pair if v != "undetermined"]
     assert sum(v == wrong for v in decided) <= 0.025 * len(pairs) * 2

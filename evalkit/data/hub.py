@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from evalkit.cache import COMPLETE, build_folder_once
+from evalkit.artifacts import COMPLETE, build_folder_once
 from evalkit.errors import ConfigError, DataError, NetworkError, problem
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from evalkit.cache import build_folder_once
+from evalkit.artifacts import build_folder_once
 from evalkit.data.download import safe_name
 from evalkit.errors import ConfigError, ModelError, problem
 

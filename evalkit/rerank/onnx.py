@@ -136,7 +136,8 @@ def cached_export(
     """The ONNX file for ``key`` (fp32 or int8), exported once into the cache."""
     import torch
 
-    from evalkit.cache import build_folder_once, digest
+    from evalkit.artifacts import build_folder_once
+    from evalkit.cache import digest
 
     if quantize not in QUANTIZE:
         raise ModelError(problem(f"reranker.quantize={quantize!r} is not one of {list(QUANTIZE)}"))

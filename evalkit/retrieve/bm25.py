@@ -125,7 +125,7 @@ class BM25Retriever:
 
     def _cached(self, folder: Path, texts: list[str]):
         """Build the index once (under a lock), save it, and load it memory-mapped."""
-        from evalkit.cache import build_folder_once
+        from evalkit.artifacts import build_folder_once
 
         bm25s = _import_bm25s()
 
