@@ -25,7 +25,7 @@ from evalkit.measures import (
     parse_measures,
 )
 from evalkit.results import Identity, RunResult
-from evalkit.trec import read_qrels, read_trec_run
+from evalkit.trec import read_qrels, read_trec_run, refuse_repeated_pairs
 from evalkit.types import QUERY_ID
 
 
@@ -86,16 +86,7 @@ def _evaluate_one(
     name: str, path: Path, qrels_path: Path, qrels: pd.DataFrame, measures: list, level: int
 ) -> RunResult:
     run = read_trec_run(path)
-    duplicated = run.duplicated([QUERY_ID, "doc_id"])
-    if duplicated.any():
-        first = run[duplicated].iloc[0]
-        raise DataError(
-            problem(
-                f"run lists document '{first['doc_id']}' twice for query '{first[QUERY_ID]}'",
-                str(path),
-                "list each (query, document) pair once",
-            )
-        )
+    refuse_repeated_pairs(run, str(path))
     evaluation = evaluate(run, qrels, measures)
     judged = set(qrels[QUERY_ID])
     extra = int((~run[QUERY_ID].isin(judged)).groupby(run[QUERY_ID]).any().sum())

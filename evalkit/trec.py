@@ -119,16 +119,35 @@ def read_qrels(path: str | Path) -> pd.DataFrame:
             )
         rows.append((query, doc, int(grade)))
     qrels = pd.DataFrame(rows, columns=[QUERY_ID, DOC_ID, RELEVANCE])
+    refuse_repeated_judgments(qrels, str(path))
+    if qrels.empty:
+        raise DataError(problem(f"qrels file {path} holds no judgments"))
+    return qrels
+
+
+def refuse_repeated_judgments(qrels: pd.DataFrame, where: str) -> None:
+    """One judgment per (query, document), in every qrels evalkit reads."""
     twice = qrels.duplicated([QUERY_ID, DOC_ID])
     if twice.any():
         first = qrels[twice].iloc[0]
         raise DataError(
             problem(
                 f"qrels judge query '{first[QUERY_ID]}' / document '{first[DOC_ID]}' twice",
-                str(path),
+                where,
                 "keep one judgment per pair",
             )
         )
-    if qrels.empty:
-        raise DataError(problem(f"qrels file {path} holds no judgments"))
-    return qrels
+
+
+def refuse_repeated_pairs(run: pd.DataFrame, where: str) -> None:
+    """One line per (query, document), in every run file evalkit reads."""
+    twice = run.duplicated([QUERY_ID, DOC_ID])
+    if twice.any():
+        first = run[twice].iloc[0]
+        raise DataError(
+            problem(
+                f"run file lists document '{first[DOC_ID]}' twice for query '{first[QUERY_ID]}'",
+                where,
+                "list each (query, document) pair once",
+            )
+        )

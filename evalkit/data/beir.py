@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.errors import DataError, problem
+from evalkit.trec import GRADE, refuse_repeated_judgments
 from evalkit.types import DOC_ID, QUERY_ID, RELEVANCE, Dataset
 
 log = logging.getLogger(__name__)
@@ -128,9 +128,6 @@ def _read_texts(path: Path, fields: tuple[str, ...], what: str) -> pd.DataFrame:
     return pd.DataFrame({"id": ids, **columns})
 
 
-GRADE = re.compile(r"-?[0-9]+")
-
-
 def _qrels_row(fields: list[str], where: str) -> tuple[str, str, int]:
     """One judgment; a grade is an integer in ASCII digits (``2.0``, ``1_0`` and ``٢`` are
     refused, never truncated or read as something else)."""
@@ -184,16 +181,7 @@ def _read_qrels(path: Path) -> pd.DataFrame:
                 continue
             rows.append(_qrels_row(fields, f"{path}:{number}"))
     qrels = pd.DataFrame(rows, columns=[QUERY_ID, DOC_ID, RELEVANCE])
-    duplicated = qrels.duplicated([QUERY_ID, DOC_ID])
-    if duplicated.any():
-        first = qrels[duplicated].iloc[0]
-        raise DataError(
-            problem(
-                f"qrels judge query '{first[QUERY_ID]}' / document '{first[DOC_ID]}' twice",
-                str(path),
-                "keep one judgment per pair",
-            )
-        )
+    refuse_repeated_judgments(qrels, str(path))
     return qrels
 
 

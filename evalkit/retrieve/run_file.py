@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.errors import DataError, problem
-from evalkit.trec import read_trec_run
+from evalkit.trec import read_trec_run, refuse_repeated_pairs
 from evalkit.types import DOC_ID, QUERY_ID, empty_run, rank_run
 
 log = logging.getLogger(__name__)
@@ -65,17 +65,7 @@ class RunFileRetriever:
         run = read_trec_run(self.path)
         if run.empty:
             raise DataError(problem(f"run file {self.path} holds no lines", "retriever.path"))
-        duplicated = run.duplicated([QUERY_ID, DOC_ID])
-        if duplicated.any():
-            first = run[duplicated].iloc[0]
-            raise DataError(
-                problem(
-                    f"run file lists document '{first[DOC_ID]}' twice for query "
-                    f"'{first[QUERY_ID]}'",
-                    str(self.path),
-                    "list each (query, document) pair once",
-                )
-            )
+        refuse_repeated_pairs(run, str(self.path))
         unknown = ~run[DOC_ID].isin(set(corpus[DOC_ID].astype(str)))
         if unknown.any():
             self.warnings["run_file_documents_without_text"] = int(unknown.sum())
