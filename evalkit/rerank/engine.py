@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from evalkit.cache import PairScoreCache, pair_key
 from evalkit.faults import checkpoint
-from evalkit.rerank.base import Reranker, head_pairs, split_at_depth
+from evalkit.rerank.base import Reranker, head_pairs
 from evalkit.retrieve.base import doc_texts_by_id, query_texts_by_id
-from evalkit.types import DOC_ID, QUERY_ID, SCORE
+from evalkit.types import DOC_ID, QUERY_ID, RANK, SCORE
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,8 @@ def rerank(
 
     stats: dict = {
         # an external run's candidates without text: kept at their first-stage place
-        "candidates_without_text": int(len(split_at_depth(first_stage, depth)[0]) - len(head)),
+        # head_pairs moved them to the tail, where they keep their first-stage rank
+        "candidates_without_text": int((tail[RANK] <= depth).sum()),
         "pairs_total": len(pairs),
         "pairs_unique": len(unique_keys),
         "pairs_cached": len(unique_keys) - len(misses),
