@@ -177,28 +177,23 @@ def _pipeline_rules(config: Config) -> None:
 
 
 def _latency_rules(config: Config) -> None:
-    for qps in config.latency.load_qps:
-        if not (math.isfinite(qps) and qps > 0):
-            raise ConfigError(
-                problem(
-                    f"latency.load_qps values must be positive QPS, found {qps!r}",
-                    "latency.load_qps",
-                    "e.g. latency.load_qps=[1,2,4,8]",
-                )
-            )
-    for target in config.latency.target_p95_ms:
-        if not (math.isfinite(target) and target > 0):
-            raise ConfigError(
-                problem(
-                    f"latency.target_p95_ms values must be positive ms, found {target!r}",
-                    "latency.target_p95_ms",
-                    "e.g. latency.target_p95_ms=[100]",
-                )
-            )
+    lat = config.latency
+    _positive_values("latency.load_qps", lat.load_qps, "QPS", "e.g. latency.load_qps=[1,2,4,8]")
+    _positive_values(
+        "latency.target_p95_ms", lat.target_p95_ms, "ms", "e.g. latency.target_p95_ms=[100]"
+    )
     for depth in config.latency.depths:
         if not depth >= 1:
             raise ConfigError(
                 problem(f"latency.depths must be >= 1, found {depth}", "latency.depths")
+            )
+
+
+def _positive_values(key: str, values: list, unit: str, example: str) -> None:
+    for value in values:
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(
+                problem(f"{key} values must be positive {unit}, found {value!r}", key, example)
             )
 
 
