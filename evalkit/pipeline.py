@@ -238,13 +238,16 @@ class TwoStage:
                 )
             )
         if scorer is not None:
+            # a served query is new: its tokenization is timed (documents' ids are kept,
+            # as a serving stack keeps them); scorers without the split just score
+            score_online = getattr(scorer, "score_online", scorer.score)
 
             def rerank_one(state):
                 (query_id, text), run = state
                 if self.policy is not None and str(query_id) not in self.selected(run):
                     return None  # the policy keeps this query's first-stage ranking
                 _, pairs, _ = head_pairs(run, {str(query_id): text}, doc_text, depth)
-                return scorer.score(pairs)
+                return score_online(pairs)
 
             stages.append(("rerank", rerank_one))
         return stages

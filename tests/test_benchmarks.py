@@ -28,6 +28,7 @@ EXPECTED = {
     "latency.py": "| minilm_l6 | 2 | 1 |",
     "rerank_speed.py": "Speed-up:",
     "scale.py": "| 1,000 |",
+    "scoring_path.py": "| bare forward, 32 x 300 tokens |",
 }
 
 

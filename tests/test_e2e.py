@@ -110,6 +110,10 @@ def test_latency_json_reports_online_and_offline(bm25_to_cross_encoder):
     assert conditions["sample_queries"] == 5 and conditions["warmup_queries"] == 1
     assert conditions["max_length"] == 512 and conditions["pairs_measured"] == 50
     assert latency["offline"]["rerank_pairs_per_second"] > 0
+    split = online["rerank_split"]  # where the rerank stage's time went
+    parts = split["tokenize_s"] + split["wait_for_batch_s"] + split["forward_s"] + split["other_s"]
+    assert parts == pytest.approx(split["total_s"]) and split["forward_s"] > 0
+    assert 0 < split["not_model_share"] < 1
 
 
 @pytest.mark.slow

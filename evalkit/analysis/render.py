@@ -36,7 +36,7 @@ P_COLUMNS = ("p_ttest", "p_randomization", "p_ttest_holm", "p_randomization_holm
 
 SIGNED_COLUMNS = ("gain", "gain_ci_low", "gain_ci_high", "gain_over_never")
 
-SHARE_COLUMNS = ("share_reranked", "target_share")
+SHARE_COLUMNS = ("share_reranked", "target_share", "rerank_not_model_share")
 
 MONEY_COLUMNS = ("usd_per_1k_queries",)
 

@@ -129,6 +129,7 @@ class Report:
                 "queries": len(s.latency.samples),
                 "qps": s.latency.qps,
                 "pairs_per_second": s.pairs_per_second,
+                "rerank_not_model_share": s.latency.not_model_share,
                 "usd_per_1k_queries": s.usd_per_1k_queries,
                 "quality_meaningful": s.quality_meaningful,
                 "latency_source": s.latency.source,

@@ -176,7 +176,11 @@ def build_cross_encoder_reranker(config: Config):
 
         return onnx_cross_encoder(model, rr, path, head_seed, fingerprint, cache_dir(config))
     return CrossEncoderReranker(
-        model, batch_size=rr.batch_size, show_progress=config.show_progress, fingerprint=fingerprint
+        model,
+        batch_size=rr.batch_size,
+        show_progress=config.show_progress,
+        fingerprint=fingerprint,
+        token_dir=cache_dir(config) / "tokens",
     )
 
 

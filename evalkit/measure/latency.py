@@ -48,6 +48,7 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset: Dataset, runs: 
     latency["online"] = {
         **main["stages"],
         "per_query_ms": main["per_query_ms"],
+        **({"rerank_split": main["rerank_split"]} if main["rerank_split"] else {}),
         "conditions": {
             **latency_conditions(config, pipeline, sample, main, doc_text),
             "machine": main["machine"],
@@ -145,6 +146,9 @@ def _online_at(
     from tqdm.auto import tqdm
 
     threads = timing_threads(config.latency.threads)
+    take_split = getattr(pipeline.scorer, "take_split", None)
+    if take_split is not None:
+        take_split()  # start the split at this pass
     with (
         tqdm(
             total=len(sample),
@@ -165,21 +169,7 @@ def _online_at(
             progress=bar.update,
             stop_when=_stopping_rule(config.latency.target_p95_ms),
         )
-        if result.measured < len(sample) and not p95_decided(
-            result.per_query[result.per_query.stage == "total"]["ms"].tolist(),
-            config.latency.target_p95_ms,
-        ):
-            log.warning(
-                "latency @%d: time budget reached (latency.max_seconds=%g): %d/%d queries "
-                "timed, too few to decide%s",
-                depth,
-                config.latency.max_seconds,
-                result.measured,
-                len(sample),
-                f" against {config.latency.target_p95_ms} ms"
-                if config.latency.target_p95_ms
-                else " whether p95 fits a budget (86 queries can)",
-            )
+        _say_if_undecided(config, result, len(sample), depth)
     per_query_ms = {
         stage: group["ms"].tolist()
         for stage, group in result.per_query.groupby("stage", sort=False)
@@ -194,10 +184,29 @@ def _online_at(
     return {
         "depth": depth,
         "stages": result.summary(),
+        "rerank_split": take_split().to_dict() if take_split is not None else {},
         "per_query_ms": per_query_ms,
         "measured": result.measured,
         "machine": probe.result.to_dict(),
     }
+
+
+def _say_if_undecided(config: Config, result, planned: int, depth: int) -> None:
+    """The time budget ended the pass before the p95 could be decided: say so."""
+    totals = result.per_query[result.per_query.stage == "total"]["ms"].tolist()
+    if result.measured >= planned or p95_decided(totals, config.latency.target_p95_ms):
+        return
+    log.warning(
+        "latency @%d: time budget reached (latency.max_seconds=%g): %d/%d queries "
+        "timed, too few to decide%s",
+        depth,
+        config.latency.max_seconds,
+        result.measured,
+        planned,
+        f" against {config.latency.target_p95_ms} ms"
+        if config.latency.target_p95_ms
+        else " whether p95 fits a budget (86 queries can)",
+    )
 
 
 def _stopping_rule(targets: list[float]):

@@ -102,7 +102,7 @@ def _batch_runner(
     def run_batch(indices: list[int]) -> None:
         pairs = [pair for i in indices for pair in pairs_of(sample[i])]
         if pairs:
-            scorer.score(pairs)
+            getattr(scorer, "score_online", scorer.score)(pairs)  # queries tokenized as served
         sync()
 
     return run_batch

@@ -154,6 +154,9 @@ def score_and_cache(
     keeps them); whatever it did not report is stored when it returns, so a second stage
     that ignores ``on_done`` is cached all the same.
     """
+    take_split = getattr(scorer, "take_split", None)
+    if take_split is not None:
+        take_split()  # the split of this call only
     started = time.perf_counter_ns()
     lengths = scorer.token_lengths(pairs) if pairs else np.zeros(0)
     saved = np.zeros(len(pairs), dtype=bool)
@@ -181,6 +184,8 @@ def score_and_cache(
         "seconds_scoring": elapsed,
         "pairs_per_second": len(pairs) / elapsed if pairs and elapsed > 0 else None,
     }
+    if take_split is not None and pairs:
+        timing["time_split"] = take_split().to_dict()
     if len(lengths) and scorer.max_length:
         timing["mean_tokens_per_pair"] = float(np.minimum(lengths, scorer.max_length).mean())
         timing["truncated_pairs"] = int((lengths > scorer.max_length).sum())

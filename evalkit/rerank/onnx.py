@@ -23,14 +23,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from evalkit.errors import ModelError, problem
-from evalkit.rerank.base import Pair
-from evalkit.rerank.cross_encoder import pair_token_lengths, score_longest_first
+from evalkit.rerank.cross_encoder import PairScorer
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +202,10 @@ def _feeds(tokenizer, first, second, max_length) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items()}
 
 
-class OnnxCrossEncoderReranker:
+class OnnxCrossEncoderReranker(PairScorer):
     """A cross-encoder's relevance logit from an ONNX export (ONNX Runtime or OpenVINO);
-    the same inputs, truncation and longest-first batching as the torch backend."""
+    the same input path as the torch backend (tokenized once, assembled, token-budget
+    batches padded on a worker)."""
 
     def __init__(
         self,
@@ -215,30 +214,18 @@ class OnnxCrossEncoderReranker:
         max_length: int | None,
         batch_size: int = 32,
         fingerprint: str = "",
+        token_dir: Path | None = None,
     ) -> None:
-        self.runtime, self.tokenizer = runtime, tokenizer
-        self.max_length = max_length
-        self.batch_size = batch_size
+        self.runtime = runtime
         self.fingerprint = fingerprint
         self.device = "cpu"
-
-    def token_lengths(self, pairs: Sequence[Pair]) -> np.ndarray:
-        return pair_token_lengths(self.tokenizer, pairs)
-
-    def score(self, pairs, on_done=None, lengths=None, progress=None) -> np.ndarray:
-        def compute(chunk, batch_size):
-            out = []
-            for start in range(0, len(chunk), batch_size):
-                part = chunk[start : start + batch_size]
-                feeds = _feeds(
-                    self.tokenizer, [q for q, _ in part], [d for _, d in part], self.max_length
-                )
-                out.append(np.asarray(self.runtime.run(feeds), dtype=np.float32).reshape(-1))
-            return np.concatenate(out)
-
-        if lengths is None:
-            lengths = self.token_lengths(pairs)
-        return score_longest_first(pairs, lengths, self.batch_size, compute, on_done, progress)
+        super().__init__(
+            tokenizer,
+            lambda feeds: np.asarray(runtime.run(feeds), dtype=np.float32).reshape(-1),
+            max_length,
+            batch_size,
+            token_dir,
+        )
 
 
 class OnnxBiEncoder:
@@ -330,6 +317,7 @@ def onnx_cross_encoder(model, rr, path: str, head_seed: str, fingerprint: str, c
         max_length=model.max_length,
         batch_size=rr.batch_size,
         fingerprint=fingerprint,
+        token_dir=cache / "tokens",
     )
 
 

@@ -26,6 +26,7 @@ class Latency:
     qps: float | None = None
     source: str = "not measured"
     samples: list[float] = field(default_factory=list, repr=False)
+    not_model_share: float | None = None  # of the rerank stage: tokenize, batching, copies
 
 
 @dataclass

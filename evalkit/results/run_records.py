@@ -57,6 +57,12 @@ class OnlineLatency:
     per_query_ms: dict[str, list[float]] = field(default_factory=dict, repr=False)
     conditions: dict = field(default_factory=dict)
     mode: str = ""
+    rerank_split: dict = field(default_factory=dict)  # tokenize / wait / forward / other
+
+    @property
+    def not_model_share(self) -> float | None:
+        """The share of the rerank stage's time that was not the model's forward pass."""
+        return _float(self.rerank_split.get("not_model_share"))
 
     @property
     def sample_queries(self) -> int | None:
@@ -78,6 +84,7 @@ class OnlineLatency:
             {k: list(v) for k, v in (data.get("per_query_ms") or {}).items()},
             dict(data.get("conditions") or {}),
             str(data.get("mode", "")),
+            dict(data.get("rerank_split") or {}),
         )
 
     def to_dict(self) -> dict:
@@ -86,6 +93,7 @@ class OnlineLatency:
             "per_query_ms": self.per_query_ms,
             "conditions": self.conditions,
             "mode": self.mode,
+            **({"rerank_split": self.rerank_split} if self.rerank_split else {}),
         }
 
 

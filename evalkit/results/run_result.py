@@ -147,6 +147,7 @@ class RunResult:
                 total.get("qps"),
                 "measured end to end",
                 list(per_query.get("total") or []),
+                (online.get("rerank_split") or {}).get("not_model_share"),
             )
         alone = (online.get("first_stage_alone") or {}).get("per_query_ms") or {}
         source = "first stage timed alone in a reranked run"

@@ -1,0 +1,221 @@
+"""The scoring path against the model alone: old path, new path and bare forward, interleaved.
+
+    python benchmarks/scoring_path.py [--rounds 3] [--out docs/scoring_path.md]
+    python benchmarks/scoring_path.py --device cuda   # on a GPU machine, one command
+
+Cranfield, BM25 top 100 for every query (22,500 pairs), on three models:
+
+1. a near-free cross-encoder (1 layer, hidden 32, random weights, all-MiniLM-L6-v2's
+   WordPiece tokenizer): the harness ceiling. Old path (pairs tokenized to sort them,
+   then again inside ``CrossEncoder.predict``), new path (``CrossEncoderReranker``: each
+   text tokenized once, pairs assembled, token-budget batches padded on a worker), and
+   the bare forward of the same transformers model on pre-built 32-pair batches of 300
+   tokens -- in rounds, interleaved, medians reported;
+2. the MiniLM-L6 cost-only cross-encoder (full size, random weights) on 10 queries x 100:
+   old vs new pairs/s, and one 100-pair query online (``score_online``: its query
+   tokenized as served) with the share of its time that was not the forward pass;
+3. tokens tokenized per scored pair, old (two passes over every pair's text) and new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import CRANFIELD, emit, machine, minilm_path
+
+
+def old_score(model, pairs, batch_size: int) -> np.ndarray:
+    """evalkit's scoring before: tokenize every pair to sort by length, then
+    ``CrossEncoder.predict`` (which tokenizes every pair again), longest first."""
+    import torch
+
+    from evalkit.rerank.cross_encoder import pair_token_lengths
+
+    lengths = pair_token_lengths(model.tokenizer, pairs)
+    order = np.argsort(-lengths, kind="stable")
+    ordered = [pairs[i] for i in order]
+    out = []
+    for start in range(0, len(ordered), batch_size * 8):
+        logits = model.predict(
+            ordered[start : start + batch_size * 8],
+            batch_size=batch_size,
+            activation_fn=torch.nn.Identity(),
+            convert_to_tensor=True,
+            show_progress_bar=False,
+        )
+        out.append(logits.float().cpu().numpy())
+    scores = np.empty(len(pairs), dtype=np.float32)
+    scores[order] = np.concatenate(out)
+    return scores
+
+
+def new_score(model, pairs, batch_size: int):
+    """The path evalkit runs now, from a cold token store (tokenization is counted)."""
+    from evalkit.rerank.cross_encoder import CrossEncoderReranker
+
+    scorer = CrossEncoderReranker(model, batch_size=batch_size, show_progress=False)
+    return scorer.score(pairs), scorer
+
+
+def bare_forward(model, device: str, batches: int, width: int = 300, size: int = 32) -> float:
+    """pairs/s of the transformers model alone on pre-built (size x width) batches."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    ids = torch.from_numpy(rng.integers(1000, 20000, (size, width))).to(device)
+    feats = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_type_ids": torch.zeros_like(ids),
+    }
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    with torch.inference_mode():
+        model.model(**feats)
+        sync()
+        start = time.perf_counter()
+        for _ in range(batches):
+            model.model(**feats).logits.float().cpu()
+        sync()
+    return size * batches / (time.perf_counter() - start)
+
+
+def bm25_pairs(queries: int | None, depth: int) -> list[tuple[str, str]]:
+    import bm25s
+
+    from evalkit.data import load_beir_folder
+    from evalkit.retrieve.base import doc_texts_by_id
+
+    data = load_beir_folder(CRANFIELD)
+    texts = doc_texts_by_id(data.corpus)
+    ids = list(texts)
+    index = bm25s.BM25()
+    index.index(
+        bm25s.tokenize([texts[i] for i in ids], stopwords="en", show_progress=False),
+        show_progress=False,
+    )
+    qs = data.queries.text.tolist()[:queries]
+    found, _ = index.retrieve(
+        bm25s.tokenize(qs, stopwords="en", show_progress=False), k=depth, show_progress=False
+    )
+    return [(q, texts[ids[j]]) for q, row in zip(qs, found, strict=True) for j in row]
+
+
+def near_free_model(folder: Path, device: str):
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=1,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    return CrossEncoder(str(folder), device=device)
+
+
+def cost_only_minilm(cache: Path, device: str):
+    from sentence_transformers import CrossEncoder
+
+    from evalkit.models.loading import build_random_model
+
+    path = build_random_model("cross-encoder/ms-marco-MiniLM-L6-v2", "cross_encoder", cache)
+    return CrossEncoder(str(path), device=device)
+
+
+def rounds(fns: dict, n: int) -> dict[str, float]:
+    """Median seconds of each function, called in interleaved rounds."""
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(n):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in seconds.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--smoke", action="store_true", help="5 queries x 10, one round")
+    args = parser.parse_args()
+    queries, depth, small = (5, 10, 5) if args.smoke else (None, 100, 10)
+    rounds_n = 1 if args.smoke else args.rounds
+    scratch = Path(tempfile.mkdtemp())
+    pairs = bm25_pairs(queries, depth)
+    lines = [
+        f"Machine: {machine()}; device {args.device}; {len(pairs):,} pairs (Cranfield, "
+        f"BM25 top {depth}); medians of {rounds_n} interleaved rounds.",
+        "",
+    ]
+
+    tiny = near_free_model(scratch / "tiny", args.device)
+    new, scorer = new_score(tiny, pairs, 32)
+    agree = float(np.abs(new - old_score(tiny, pairs, 32)).max())
+    secs = rounds(
+        {"old": lambda: old_score(tiny, pairs, 32), "new": lambda: new_score(tiny, pairs, 32)},
+        rounds_n,
+    )
+    bare = bare_forward(tiny, args.device, 5 if args.smoke else 60)
+    lines += [
+        "| near-free cross-encoder | pairs/s | vs bare forward |",
+        "|---|---:|---:|",
+        f"| old path | {len(pairs) / secs['old']:,.0f} | {bare * secs['old'] / len(pairs):.2f}x |",
+        f"| new path | {len(pairs) / secs['new']:,.0f} | {bare * secs['new'] / len(pairs):.2f}x |",
+        f"| bare forward, 32 x 300 tokens | {bare:,.0f} | 1.00x |",
+        "",
+        f"new vs old: {secs['old'] / secs['new']:.2f}x faster; max |new - old| = {agree:.1e}",
+        "",
+    ]
+    untruncated = scorer.token_lengths(pairs) - scorer.layout.added
+    old_tokens = 2 * float(untruncated.sum()) / len(pairs)
+    new_tokens = scorer.store.tokens_tokenized / len(pairs)
+    lines += [
+        f"tokens tokenized per scored pair: old {old_tokens:.1f} (two passes over the pair "
+        f"text), new {new_tokens:.1f} (each unique text once): {old_tokens / new_tokens:.1f}x "
+        "less",
+        "",
+    ]
+
+    minilm = cost_only_minilm(scratch / "cache", args.device)
+    some = pairs[: small * depth]
+    secs = rounds(
+        {"old": lambda: old_score(minilm, some, 32), "new": lambda: new_score(minilm, some, 32)},
+        rounds_n,
+    )
+    _, online = new_score(minilm, some, 32)  # documents' ids kept, as a server keeps them
+    online.take_split()
+    query = some[:depth]
+    started = time.perf_counter()
+    online.score_online(query)
+    ms = 1000 * (time.perf_counter() - started)
+    split = online.take_split()
+    overhead = (split.total - split.forward) / split.forward
+    lines += [
+        "| MiniLM-L6 cost-only cross-encoder | pairs/s |",
+        "|---|---:|",
+        f"| old path, {len(some):,} pairs | {len(some) / secs['old']:,.1f} |",
+        f"| new path, {len(some):,} pairs | {len(some) / secs['new']:,.1f} |",
+        "",
+        f"one {len(query)}-pair query online: {ms:,.1f} ms; beyond the forward "
+        f"{100 * overhead:.1f}% of it (tokenize {1000 * split.tokenize:.1f} ms, "
+        f"wait {1000 * split.wait:.1f} ms, other {1000 * split.other:.1f} ms)",
+    ]
+    emit(lines, args.out)
+
+
+if __name__ == "__main__":
+    main()

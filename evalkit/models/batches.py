@@ -1,0 +1,172 @@
+"""Token-budget batches, built on a background worker while the model runs the last one.
+
+* :func:`token_budget_batches` -> index batches, longest first, each under a cap on padded
+  tokens (short pairs share a batch, long ones get small batches).
+* :func:`run_batches` -> ``forward(features)`` over the batches, with the next batch padded
+  (and, on CUDA, pinned and copied without blocking) on a worker thread meanwhile; halves
+  the token budget and rebuilds the rest on CUDA out-of-memory; reports finished batches.
+* :class:`TimeSplit` -> where the time went: tokenize / wait-for-batch / forward / other.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from evalkit.models.encoders import is_out_of_memory
+
+log = logging.getLogger(__name__)
+
+PREFETCH = 2  # batches padded ahead of the model
+
+
+@dataclass
+class TimeSplit:
+    """Seconds of one scoring call, by what they were spent on (CUDA-synchronised)."""
+
+    tokenize: float = 0.0
+    wait: float = 0.0
+    forward: float = 0.0
+    total: float = 0.0
+
+    @property
+    def other(self) -> float:
+        return max(self.total - self.tokenize - self.wait - self.forward, 0.0)
+
+    def add(self, other: TimeSplit) -> None:
+        self.tokenize += other.tokenize
+        self.wait += other.wait
+        self.forward += other.forward
+        self.total += other.total
+
+    def to_dict(self) -> dict:
+        share = (self.total - self.forward) / self.total if self.total > 0 else None
+        return {
+            "tokenize_s": self.tokenize,
+            "wait_for_batch_s": self.wait,
+            "forward_s": self.forward,
+            "other_s": self.other,
+            "total_s": self.total,
+            "not_model_share": share,
+        }
+
+
+def token_budget_batches(lengths: np.ndarray, max_tokens: int, max_items: int) -> list[np.ndarray]:
+    """Indices in batches, longest first: a batch grows while ``items x longest`` stays
+    within ``max_tokens`` (at least one item) and it holds at most ``max_items``."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        width = max(int(lengths[order[start]]), 1)
+        size = max(1, min(max_items, max_tokens // width, len(order) - start))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+def pad(rows: list[tuple[np.ndarray, np.ndarray]], pad_id: int) -> dict[str, np.ndarray]:
+    """``input_ids``, ``token_type_ids``, ``attention_mask`` (int64, right-padded)."""
+    width = max((len(ids) for ids, _ in rows), default=0)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    types = np.zeros((len(rows), width), dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, (row_ids, row_types) in enumerate(rows):
+        ids[i, : len(row_ids)] = row_ids
+        types[i, : len(row_types)] = row_types
+        mask[i, : len(row_ids)] = 1
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+
+
+def run_batches(
+    batches: list[np.ndarray],
+    build: Callable[[np.ndarray], object],
+    forward: Callable[[object], np.ndarray],
+    on_done: Callable[[np.ndarray, np.ndarray], None],
+    split: TimeSplit,
+    sync: Callable[[], None] = lambda: None,
+) -> None:
+    """``forward(build(batch))`` for each batch, ``build`` running on a worker thread up to
+    :data:`PREFETCH` batches ahead; ``on_done(indices, values)`` after each. Time spent
+    waiting for a built batch goes to ``split.wait``, the forward (synchronised) to
+    ``split.forward``. An exception in ``build`` or ``forward`` stops the worker and is
+    raised here (a CUDA OOM carries the unfinished batches as ``error.evalkit_left``)."""
+    ready: queue.Queue = queue.Queue(maxsize=PREFETCH)
+    stop = threading.Event()
+
+    def worker() -> None:
+        for batch in batches:
+            if stop.is_set():
+                return
+            try:
+                item = (batch, build(batch), None)
+            except BaseException as error:  # handed to the caller, raised there
+                item = (batch, None, error)
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[2] is not None:
+                return
+
+    thread = threading.Thread(target=worker, name="evalkit-batches", daemon=True)
+    thread.start()
+    try:
+        for position in range(len(batches)):
+            waited = time.perf_counter()
+            batch, features, error = ready.get()
+            split.wait += time.perf_counter() - waited
+            if error is not None:
+                raise error
+            started = time.perf_counter()
+            try:
+                values = forward(features)
+                sync()
+            except RuntimeError as oom:
+                if is_out_of_memory(oom):
+                    oom.evalkit_left = batches[position:]  # type: ignore[attr-defined]
+                raise
+            split.forward += time.perf_counter() - started
+            on_done(batch, values)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def run_with_budget(
+    lengths: np.ndarray,
+    max_tokens: int,
+    max_items: int,
+    run: Callable[[list[np.ndarray]], None],
+) -> None:
+    """``run(batches)`` under a token budget, halving the budget (and rebuilding the
+    batches still to do) on CUDA out-of-memory, down to one item per batch."""
+    batches = token_budget_batches(lengths, max_tokens, max_items)
+    while True:
+        try:
+            run(batches)
+            return
+        except RuntimeError as error:
+            left = getattr(error, "evalkit_left", None)
+            if left is None or (max_tokens <= 1 and max_items <= 1):
+                raise
+            _empty_cuda_cache()
+            max_tokens, max_items = max(1, max_tokens // 2), max(1, max_items // 2)
+            log.warning("out of memory: halving the batch to %d tokens and retrying", max_tokens)
+            rest = np.concatenate(left)
+            batches = [rest[b] for b in token_budget_batches(lengths[rest], max_tokens, max_items)]
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,266 @@
+"""Tokenize each unique text once; assemble pair inputs from the two id lists.
+
+* :class:`TokenStore` -> the ids of a text (no special tokens, untruncated), computed once
+  per tokenizer (:func:`tokenizer_fingerprint`) and kept in memory and on disk, keyed by
+  the text's content digest, so rerankers that share a tokenizer share the work.
+* :class:`PairLayout` -> ``input_ids`` / ``token_type_ids`` of a (query, document) pair
+  from the two id lists, exactly as ``tokenizer(query, doc, truncation=True,
+  max_length=L)`` builds them (special tokens, longest-first truncation, truncation side).
+  :func:`pair_layout` reads the layout off the tokenizer itself and checks it on probes;
+  a tokenizer whose pair encoding is not ``prefix + a + middle + b + suffix`` gets None
+  (the caller tokenizes pairs as text and says so once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+DIGEST_BYTES = 16
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """What decides a tokenizer's ids: its class and its Rust pipeline without the
+    per-call truncation / padding settings."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        body = json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    else:
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        body = json.dumps(spec, sort_keys=True)
+    text = f"{type(tokenizer).__name__}|{body}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def text_digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest()
+
+
+class TokenStore:
+    """Ids of each unique text, tokenized once (no special tokens, no truncation).
+
+    Args:
+        tokenizer: a Hugging Face tokenizer.
+        folder: where shards of ids are kept between runs (one folder per tokenizer
+            fingerprint); None keeps them in memory only.
+    """
+
+    def __init__(self, tokenizer, folder: Path | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.fingerprint = tokenizer_fingerprint(tokenizer)
+        self.folder = None if folder is None else Path(folder) / self.fingerprint
+        self._ids: dict[str, np.ndarray] = {}
+        self._disk: dict[bytes, np.ndarray] | None = None
+        self._unsaved: dict[bytes, np.ndarray] = {}
+        self.texts_tokenized = 0
+        self.tokens_tokenized = 0
+        self.seconds_tokenizing = 0.0
+
+    def ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """The ids of each text (int32), tokenizing only texts not seen before."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._ids]
+        if missing:
+            self._fill(missing)
+        return [self._ids[t] for t in texts]
+
+    def fresh(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Tokenize each distinct text of ``texts`` now, seen or not (a served query is new)."""
+        distinct = list(dict.fromkeys(texts))
+        ids = dict(zip(distinct, self._tokenize(distinct), strict=True))
+        return [ids[t] for t in texts]
+
+    def _fill(self, texts: list[str]) -> None:
+        disk = self._load()
+        digests = [text_digest(t) for t in texts]
+        todo = [(t, d) for t, d in zip(texts, digests, strict=True) if d not in disk]
+        for text, digest in zip(texts, digests, strict=True):
+            if digest in disk:
+                self._ids[text] = disk[digest]
+        if todo:
+            for (text, digest), ids in zip(todo, self._tokenize([t for t, _ in todo]), strict=True):
+                self._ids[text] = ids
+                if self.folder is not None:
+                    self._unsaved[digest] = ids
+                    disk[digest] = ids
+
+    def _tokenize(self, texts: list[str]) -> list[np.ndarray]:
+        if not texts:
+            return []
+        started = time.perf_counter()
+        encoded = self.tokenizer(
+            texts,
+            add_special_tokens=False,
+            truncation=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )["input_ids"]
+        self.seconds_tokenizing += time.perf_counter() - started
+        out = [np.asarray(ids, dtype=np.int32) for ids in encoded]
+        self.texts_tokenized += len(out)
+        self.tokens_tokenized += sum(len(ids) for ids in out)
+        return out
+
+    def _load(self) -> dict[bytes, np.ndarray]:
+        if self._disk is not None:
+            return self._disk
+        self._disk = {}
+        if self.folder is None or not self.folder.is_dir():
+            return self._disk
+        for shard in sorted(self.folder.glob("*.npz")):
+            try:
+                with np.load(shard) as data:
+                    digests, offsets, flat = data["digests"], data["offsets"], data["ids"]
+            except (OSError, ValueError, KeyError) as error:
+                log.warning("token cache shard %s unreadable (%s): set aside", shard, error)
+                shard.rename(shard.with_suffix(".damaged"))
+                continue
+            for i, digest in enumerate(digests):
+                self._disk[digest.tobytes()] = flat[offsets[i] : offsets[i + 1]]
+        return self._disk
+
+    def save(self) -> None:
+        """Write the ids tokenized since the last save as one new shard (atomic)."""
+        if self.folder is None or not self._unsaved:
+            return
+        entries = list(self._unsaved.items())
+        # raw bytes as uint8 rows: numpy's fixed-width bytes type drops trailing NULs
+        digests = np.frombuffer(b"".join(d for d, _ in entries), dtype=np.uint8).reshape(
+            -1, DIGEST_BYTES
+        )
+        offsets = np.zeros(len(entries) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(ids) for _, ids in entries])
+        flat = np.concatenate([ids for _, ids in entries]).astype(np.int32)
+
+        def write(path: Path) -> None:
+            with path.open("wb") as handle:
+                np.savez(handle, digests=digests, offsets=offsets, ids=flat)
+
+        try:
+            atomic_write(self.folder / f"{uuid.uuid4().hex}.npz", write)
+        except OSError as error:  # a full or read-only cache costs a re-tokenization, no more
+            log.warning("could not keep token ids in %s: %s", self.folder, error)
+            return
+        self._unsaved.clear()
+
+
+@dataclass(frozen=True)
+class PairLayout:
+    """``prefix + a + middle + b + suffix`` with one token type per part."""
+
+    prefix: tuple[int, ...]
+    middle: tuple[int, ...]
+    suffix: tuple[int, ...]
+    types: tuple[int, int, int, int, int]  # prefix, a, middle, b, suffix
+    left: bool = False  # truncation side
+
+    @property
+    def added(self) -> int:
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+    def kept(self, n_a: int, n_b: int, max_length: int | None) -> tuple[int, int]:
+        """How many ids of ``a`` and ``b`` survive longest-first truncation (the tokenizers
+        library's rule: the shorter keeps what it can, the longer gets the rest)."""
+        if max_length is None or n_a + n_b + self.added <= max_length:
+            return n_a, n_b
+        budget = max(max_length - self.added, 0)
+        short, long_ = sorted((n_a, n_b))
+        long_ = short if short > budget else max(short, budget - short)
+        if short + long_ > budget:
+            short = budget // 2
+            long_ = short + budget % 2
+        return (short, long_) if n_a <= n_b else (long_, short)
+
+    def assemble(
+        self, a: np.ndarray, b: np.ndarray, max_length: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_ids, token_type_ids)`` of the pair, as the tokenizer would build them."""
+        keep_a, keep_b = self.kept(len(a), len(b), max_length)
+        a, b = (
+            (a[len(a) - keep_a :], b[len(b) - keep_b :]) if self.left else (a[:keep_a], b[:keep_b])
+        )
+        parts = (self.prefix, a, self.middle, b, self.suffix)
+        ids = np.concatenate([np.asarray(p, dtype=np.int32) for p in parts])
+        types = np.concatenate(
+            [np.full(len(p), t, dtype=np.int32) for p, t in zip(parts, self.types, strict=True)]
+        )
+        return ids, types
+
+
+PROBES = (
+    ("what is the boundary layer", "the flow near a wall is slowed by viscosity"),
+    ("x", "a much longer second text so that truncation has something to remove here"),
+    ("a query that is the longer of the two texts in this probe pair", "short"),
+)
+
+
+def pair_layout(tokenizer) -> PairLayout | None:
+    """The tokenizer's pair layout, read off its own encoding and checked on probes at
+    several lengths; None when its pairs are built some other way."""
+    try:
+        layout = _read_layout(tokenizer)
+        if layout is not None and _agrees(tokenizer, layout):
+            return layout
+    except Exception as error:  # an exotic tokenizer: fall back, never fail a run here
+        log.debug("pair layout of %s not readable: %s", type(tokenizer).__name__, error)
+    return None
+
+
+def _read_layout(tokenizer) -> PairLayout | None:
+    first, second = PROBES[0]
+    a, b = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in (first, second))
+    full = tokenizer(first, second, return_token_type_ids=True)
+    ids, types = (
+        list(full["input_ids"]),
+        list(full.get("token_type_ids") or [0] * len(full["input_ids"])),
+    )
+    extra = len(ids) - len(a) - len(b)
+    for p in range(extra + 1):
+        if ids[p : p + len(a)] != a:
+            continue
+        for m in range(extra - p + 1):
+            start = p + len(a) + m
+            if ids[start : start + len(b)] == b and start + len(b) + (extra - p - m) == len(ids):
+                cuts = (0, p, p + len(a), start, start + len(b), len(ids))
+                regions = [types[cuts[i] : cuts[i + 1]] for i in range(5)]
+                if any(len(set(r)) > 1 for r in regions):
+                    return None
+                kinds = tuple(r[0] if r else 0 for r in regions)
+                return PairLayout(
+                    prefix=tuple(ids[: cuts[1]]),
+                    middle=tuple(ids[cuts[2] : cuts[3]]),
+                    suffix=tuple(ids[cuts[4] :]),
+                    types=kinds,  # type: ignore[arg-type]
+                    left=getattr(tokenizer, "truncation_side", "right") == "left",
+                )
+    return None
+
+
+def _agrees(tokenizer, layout: PairLayout) -> bool:
+    for first, second in PROBES:
+        a, b = (
+            np.asarray(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in (first, second)
+        )
+        for max_length in (None, layout.added + 3, layout.added + 8, 512):
+            kwargs = {"truncation": True, "max_length": max_length} if max_length else {}
+            want = tokenizer(first, second, return_token_type_ids=True, **kwargs)
+            ids, types = layout.assemble(a, b, max_length)
+            if list(ids) != list(want["input_ids"]):
+                return False
+            if "token_type_ids" in want and list(types) != list(want["token_type_ids"]):
+                return False
+    return True
