@@ -294,6 +294,7 @@ CACHE_KINDS = {
     "random_models": ("random_models",),
     "onnx": ("onnx",),
     "datasets": ("datasets",),
+    "tokens": ("tokens",),
 }
 
 

@@ -278,7 +278,7 @@ def test_cache_clear_empties_every_kind_a_run_made_and_nothing_else(
         run_experiment(compose([*common, *extra]), tmp_path / extra[-1].replace("/", "_"))
     (cache / "notes.txt").write_text("mine")
     sizes = cache_sizes(cache)
-    assert all(sizes[kind] > 0 for kind in CACHE_KINDS if kind != "datasets"), sizes
+    assert all(sizes[kind] > 0 for kind in CACHE_KINDS if kind != "datasets"), str(sizes)
     cache_main(["clear", "--dir", str(cache)])
     assert set(cache_sizes(cache).values()) == {0}
     assert (cache / "notes.txt").read_text() == "mine"

@@ -76,10 +76,14 @@ def collection_pairs(cranfield) -> list[tuple[str, str]]:
     return judged + drawn
 
 
+READ: dict[int, tuple] = {}  # layout and store, once per tokenizer (its fingerprint costs)
+
+
 def assert_identical(tokenizer, pairs, lengths=LENGTHS) -> int:
-    layout = pair_layout(tokenizer)
+    if id(tokenizer) not in READ:
+        READ[id(tokenizer)] = (pair_layout(tokenizer), TokenStore(tokenizer))
+    layout, store = READ[id(tokenizer)]
     assert layout is not None
-    store = TokenStore(tokenizer)
     q_ids = store.ids([q for q, _ in pairs])
     d_ids = store.ids([d for _, d in pairs])
     checked = 0
@@ -96,6 +100,7 @@ def assert_identical(tokenizer, pairs, lengths=LENGTHS) -> int:
     return checked
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["wordpiece", "sentencepiece"])
 def test_assembled_pairs_equal_the_tokenizers_own_on_the_shipped_collection(
     kind, request, cranfield
@@ -104,6 +109,14 @@ def test_assembled_pairs_equal_the_tokenizers_own_on_the_shipped_collection(
     pairs = collection_pairs(cranfield)
     assert len(pairs) > 2500
     assert assert_identical(tokenizer, pairs) == len(pairs) * len(LENGTHS)
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "sentencepiece"])
+def test_assembled_pairs_equal_on_a_sample_of_the_collection(kind, request, cranfield):
+    """The fast tier's share of the proof above: every 12th pair (judged and drawn)."""
+    tokenizer = request.getfixturevalue(kind)
+    pairs = collection_pairs(cranfield)[::12]
+    assert assert_identical(tokenizer, pairs) == len(pairs) * len(LENGTHS) > 1200
 
 
 def test_the_layouts_read_off_the_tokenizers(wordpiece, sentencepiece):
@@ -270,3 +283,25 @@ def test_scores_equal_crossencoder_predict_and_the_time_is_split(tiny_cross_enco
     assert scorer.take_split().total == 0  # taken: the next call starts from zero
     online = scorer.score_online(pairs[:5])
     np.testing.assert_allclose(online, want[:5], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("prefix", ["", "query: "])
+def test_bi_encoder_embeddings_equal_sentence_transformers_encode(minilm_path, cranfield, prefix):
+    """The real all-MiniLM-L6-v2 through the shared input path: the same normalised
+    embeddings as ``SentenceTransformer.encode``, each unique text tokenized once."""
+    from sentence_transformers import SentenceTransformer
+
+    from evalkit.models.encoders import BiEncoder
+
+    model = SentenceTransformer(minilm_path, device="cpu")
+    texts = cranfield.corpus.text.astype(str).tolist()[:40] + cranfield.queries.text.tolist()[:30]
+    texts += texts[:10]  # repeated texts are tokenized once
+    encoder = BiEncoder(model, batch_size=16, show_progress=False)
+    assert encoder._path is not None  # Transformer -> Pooling -> Normalize: the shared path
+    got = encoder.encode(texts, prefix=prefix)
+    want = model.encode(texts, prompt=prefix or None, normalize_embeddings=True, batch_size=16)
+    assert got.shape == want.shape == (80, 384) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert encoder._path.store.texts_tokenized == len(set(texts))
+    split = encoder.take_split()
+    assert 0 < split.forward <= split.total and split.tokenize > 0

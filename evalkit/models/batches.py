@@ -19,11 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.models.encoders import is_out_of_memory
-
 log = logging.getLogger(__name__)
 
 PREFETCH = 2  # batches padded ahead of the model
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error)
 
 
 @dataclass

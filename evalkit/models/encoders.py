@@ -13,13 +13,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from evalkit.models.batches import TimeSplit, pad, run_batches, run_with_budget
+from evalkit.models.batches import is_out_of_memory as is_out_of_memory
+
 log = logging.getLogger(__name__)
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    import torch
-
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error)
 
 
 def run_with_backoff(
@@ -66,7 +63,13 @@ def _empty_cuda_cache() -> None:
 
 
 class BiEncoder:
-    """A sentence-transformers bi-encoder producing normalised float32 embeddings."""
+    """A sentence-transformers bi-encoder producing normalised float32 embeddings.
+
+    Texts go through the input path the cross-encoders use (each unique text tokenized
+    once, inputs assembled from its ids, token-budget batches padded on a worker, the
+    model's own modules run under ``inference_mode``); models whose layout or pooling
+    that path does not reproduce, and several GPUs, use ``SentenceTransformer.encode``.
+    """
 
     def __init__(
         self, model, batch_size: int = 64, show_progress: bool = True, fingerprint: str = ""
@@ -75,8 +78,22 @@ class BiEncoder:
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.fingerprint = fingerprint
+        self.split = TimeSplit()
+        self._path = _TextPath.of(model)
 
-    def encode(self, texts: list[str], prefix: str = "") -> np.ndarray:
+    def take_split(self) -> TimeSplit:
+        split, self.split = self.split, TimeSplit()
+        return split
+
+    def encode(self, texts: list[str], prefix: str = "", quiet: bool = False) -> np.ndarray:
+        """Normalised embeddings of ``prefix + text``; ``quiet`` keeps this call's bar off
+        (a caller with its own bar)."""
+        show = self.show_progress and not quiet
+        if self._path is not None and texts and self.devices() is None:
+            return self._path.encode([prefix + t for t in texts], self.batch_size, self.split, show)
+        return self._encode_st(texts, prefix, show)
+
+    def _encode_st(self, texts: list[str], prefix: str = "", show: bool = True) -> np.ndarray:
         devices = self.devices()
 
         def compute(chunk, batch_size):
@@ -98,7 +115,7 @@ class BiEncoder:
             total=len(texts),
             desc="encode",
             unit="text",
-            disable=not self.show_progress or len(texts) < 256,
+            disable=not show or len(texts) < 256,
         ) as bar:
             return run_with_backoff(
                 texts,
@@ -129,3 +146,88 @@ class BiEncoder:
     @property
     def dimension(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())
+
+
+class _TextPath:
+    """Texts -> ids once -> assembled, batched beside the model -> the model's own modules."""
+
+    def __init__(self, model, layout) -> None:
+        from evalkit.models.tokens import TokenStore
+
+        self.model, self.layout = model, layout
+        self.store = TokenStore(model.tokenizer)
+        self.names = set(getattr(model.tokenizer, "model_input_names", None) or ())
+        self.names |= {"input_ids", "attention_mask"}
+        self.device = str(model.device)
+        self.pad_id = int(getattr(model.tokenizer, "pad_token_id", None) or 0)
+
+    @classmethod
+    def of(cls, model) -> _TextPath | None:
+        from evalkit.models.tokens import text_layout
+
+        modules = list(model) if hasattr(model, "__iter__") else []
+        kinds = [type(m).__name__ for m in modules]
+        if not kinds or kinds[0] != "Transformer" or not set(kinds[1:]) <= {"Pooling", "Normalize"}:
+            return None
+        if any(getattr(m, "include_prompt", True) is False for m in modules):
+            return None  # pooling that leaves the prompt out needs its length: ST's path
+        tokenizer = getattr(model, "tokenizer", None)
+        layout = text_layout(tokenizer) if tokenizer is not None else None
+        return None if layout is None else cls(model, layout)
+
+    def encode(
+        self, texts: list[str], batch_size: int, split: TimeSplit, show_progress: bool = False
+    ) -> np.ndarray:
+        import time
+
+        import torch
+        from tqdm.auto import tqdm
+
+        started = time.perf_counter()
+        before = self.store.seconds_tokenizing
+        ids = self.store.ids(texts)
+        split.tokenize += self.store.seconds_tokenizing - before
+        limit = getattr(self.model, "max_seq_length", None)
+        widths = np.array([len(i) + self.layout.added for i in ids])
+        widths = np.minimum(widths, limit) if limit else widths
+        out: np.ndarray | None = None
+        cuda = self.device.startswith("cuda")
+
+        def build(batch):
+            rows = [self.layout.assemble(ids[i], limit) for i in batch]
+            arrays = {k: v for k, v in pad(rows, self.pad_id).items() if k in self.names}
+            tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
+            if cuda:
+                tensors = {
+                    k: v.pin_memory().to(self.device, non_blocking=True) for k, v in tensors.items()
+                }
+            return tensors
+
+        def forward(features):
+            with torch.inference_mode():
+                embedded = self.model({**features, "modality": "text"})["sentence_embedding"]
+                embedded = torch.nn.functional.normalize(embedded.float(), p=2, dim=1)
+                return embedded.cpu().numpy()
+
+        def done(batch, values):
+            nonlocal out
+            if out is None:
+                out = np.zeros((len(texts), values.shape[1]), dtype=np.float32)
+            out[batch] = values
+            bar.update(len(batch))
+
+        cap = limit or int(widths.max())
+        with tqdm(
+            total=len(texts),
+            desc="encode",
+            unit="text",
+            disable=not show_progress or len(texts) < 256,
+        ) as bar:
+            run_with_budget(
+                widths,
+                batch_size * cap,
+                batch_size * 8,
+                lambda batches: run_batches(batches, build, forward, done, split),
+            )
+        split.total += time.perf_counter() - started
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)

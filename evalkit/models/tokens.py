@@ -264,3 +264,55 @@ def _agrees(tokenizer, layout: PairLayout) -> bool:
             if "token_type_ids" in want and list(types) != list(want["token_type_ids"]):
                 return False
     return True
+
+
+@dataclass(frozen=True)
+class TextLayout:
+    """One text's inputs: ``prefix + ids + suffix``, cut at ``max_length`` as the tokenizer
+    cuts a single sequence."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+    left: bool = False
+
+    @property
+    def added(self) -> int:
+        return len(self.prefix) + len(self.suffix)
+
+    def assemble(self, ids: np.ndarray, max_length: int | None) -> tuple[np.ndarray, np.ndarray]:
+        keep = len(ids) if max_length is None else max(min(len(ids), max_length - self.added), 0)
+        ids = ids[len(ids) - keep :] if self.left else ids[:keep]
+        out = np.concatenate(
+            [np.asarray(self.prefix, np.int32), ids, np.asarray(self.suffix, np.int32)]
+        )
+        return out, np.zeros(len(out), dtype=np.int32)
+
+
+def text_layout(tokenizer) -> TextLayout | None:
+    """The tokenizer's single-text layout, checked on probes; None when it is not
+    ``prefix + ids + suffix``."""
+    try:
+        text = PROBES[0][1]
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        full = tokenizer(text)["input_ids"]
+        for p in range(len(full) - len(ids) + 1):
+            if full[p : p + len(ids)] == ids:
+                layout = TextLayout(
+                    tuple(full[:p]),
+                    tuple(full[p + len(ids) :]),
+                    getattr(tokenizer, "truncation_side", "right") == "left",
+                )
+                break
+        else:
+            return None
+        for first, second in PROBES:
+            for probe in (first, second):
+                raw = np.asarray(tokenizer(probe, add_special_tokens=False)["input_ids"])
+                for max_length in (layout.added + 2, layout.added + 6, 512):
+                    want = tokenizer(probe, truncation=True, max_length=max_length)["input_ids"]
+                    if layout.assemble(raw, max_length)[0].tolist() != list(want):
+                        return None
+        return layout
+    except Exception as error:
+        log.debug("text layout of %s not readable: %s", type(tokenizer).__name__, error)
+        return None

@@ -100,6 +100,8 @@ class PairScorer:
             untruncated = pair_token_lengths(self.tokenizer, pairs) if lengths is None else lengths
         else:
             q_ids, d_ids = self._ids(pairs, fresh_queries)
+            if not fresh_queries:  # a batch pass: keep its new ids for the next run
+                self.store.save()
             added = self.layout.added
             untruncated = np.array(
                 [len(q) + len(d) + added for q, d in zip(q_ids, d_ids, strict=True)]
