@@ -29,7 +29,16 @@ if TYPE_CHECKING:
     from evalkit.analysis.report import Report
     from evalkit.results import RunResult
 
-__all__ = ["__version__", "compare", "compose", "decide", "evaluate_runs", "load", "run"]
+__all__ = [
+    "__version__",
+    "compare",
+    "compare_runs",
+    "compose",
+    "decide",
+    "evaluate_runs",
+    "load",
+    "run",
+]
 
 
 def compose(overrides: Sequence[str] = ()):
@@ -86,6 +95,44 @@ def compare(
     from evalkit.analysis.stats import BOOTSTRAP_SAMPLES
 
     return compare_systems(results, metric, baseline, bootstrap or BOOTSTRAP_SAMPLES)
+
+
+def compare_runs(
+    runs,
+    qrels: str | Path,
+    metric: str = "nDCG@10",
+    baseline: str | None = None,
+    metrics=None,
+    relevance_level: int = 1,
+    bootstrap: int | None = None,
+    all_pairs: bool = False,
+) -> Report:
+    """The comparison report over existing TREC runs, with no corpus (ranx's ``compare``).
+
+    Args:
+        runs: ``{name: run file}`` (or run files, named by their file name).
+        qrels: TREC qrels (or a BEIR ``.tsv``); runs are scored as trec_eval ``-c`` does.
+        metric: the headline measure; ``metrics``: every measure computed (default set).
+        baseline: the run every other is tested against (default: the first one).
+        all_pairs: also test every pair, Holm-corrected over all of them
+            (``report.pairs``, and an "All pairs" table in the saved report).
+    """
+    from evalkit.analysis.pairs import all_pairs as pairs_of
+
+    results = evaluate_runs(runs, qrels, metrics, relevance_level)
+    names = list(results)
+    if baseline is not None and baseline not in names:
+        from evalkit.errors import DataError, problem
+
+        raise DataError(
+            problem(
+                f"baseline '{baseline}' is not one of the runs", "baseline", f"use one of {names}"
+            )
+        )
+    report = compare(list(results.values()), metric, baseline or names[0], bootstrap)
+    if all_pairs:
+        report.pairs = pairs_of(report)
+    return report
 
 
 def decide(

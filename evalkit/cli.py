@@ -146,7 +146,12 @@ def run_main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    if not any(a in ("--help", "-h", "--hydra-help", "--info") for a in argv):
+    if any(a in ("--help", "-h") for a in argv):
+        from evalkit.cli_help import run_help
+
+        print(run_help())
+        return
+    if not any(a in ("--hydra-help", "--info") for a in argv):
         guarded(lambda: precheck(argv), verbose)
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -154,9 +159,14 @@ def run_main() -> None:
 
     import evalkit.config  # noqa: F401 - registers the config schema with Hydra
 
+    swept: list[str] = []
+
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _task(cfg: DictConfig) -> float | None:
-        folder = Path(HydraConfig.get().runtime.output_dir)
+        hydra_config = HydraConfig.get()
+        folder = Path(hydra_config.runtime.output_dir)
+        if str(hydra_config.mode) == "RunMode.MULTIRUN" and not swept:
+            swept.append(str(hydra_config.sweep.dir))
         try:
             verbose = bool(cfg.get("verbose"))
             return guarded(lambda: _run_one(cfg, folder), verbose, run_error_log(folder))
@@ -164,6 +174,11 @@ def run_main() -> None:
             _remove_if_empty(folder)
 
     _task()
+    if swept and Path(swept[0]).is_dir():
+        print(
+            f"\nsweep written to {swept[0]}\nnext: evalkit-report {swept[0]}  and  "
+            f"evalkit-decide {swept[0]} --p95-ms <your budget>"
+        )
 
 
 def _run_one(cfg, folder: Path) -> float | None:
@@ -201,15 +216,32 @@ def report_main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--bootstrap", type=int, default=None, help="bootstrap samples (>= 100; default 2000)"
     )
+    parser.add_argument(
+        "--p95-ms",
+        type=float,
+        default=None,
+        help="open the report with the decision under this p95 budget (ms); without it, "
+        "with the folder's decision.json when there is one",
+    )
+    parser.add_argument("--qps", type=float, default=None, help="with --p95-ms: sustained QPS")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
 
     def body():
-        from evalkit.analysis.report import build_report
+        from evalkit.analysis.budget import Budget
+        from evalkit.analysis.report_folder import build_report
 
         started = time.perf_counter()
+        budget = None
+        if args.p95_ms is not None:
+            budget = Budget(p95_ms=args.p95_ms, qps=args.qps, metric=args.metric)
         out = build_report(
-            args.results_dir, args.out, args.baseline, args.metric, args.bootstrap or 2000
+            args.results_dir,
+            args.out,
+            args.baseline,
+            args.metric,
+            args.bootstrap or 2000,
+            budget,
         )
         print(
             f"report written to {out}/report.md and {out}/report.html "

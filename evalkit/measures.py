@@ -30,6 +30,7 @@ import ir_measures
 import pandas as pd
 
 from evalkit.errors import ConfigError, problem
+from evalkit.measure_names import TREC_EVAL_NAMES, canonical_name, from_trec_eval  # noqa: F401
 from evalkit.types import DOC_ID, QUERY_ID, RANK, RELEVANCE, SCORE, check_run, rank_run
 
 DEFAULT_MEASURES = (
@@ -62,49 +63,6 @@ CONTRACT = {
 }
 
 
-# trec_eval's measure names -> ir_measures' (the ones with an exact counterpart)
-TREC_EVAL_NAMES = {
-    "num_q": "NumQ",
-    "num_ret": "NumRet",
-    "num_rel": "NumRel",
-    "num_rel_ret": "NumRelRet",
-    "map": "AP",
-    "Rprec": "Rprec",
-    "bpref": "Bpref",
-    "recip_rank": "RR",
-    "ndcg": "nDCG",
-    "infAP": "infAP",
-    "set_P": "SetP",
-    "set_recall": "SetR",
-    "set_F": "SetF",
-    "set_map": "SetAP",
-    "set_relative_P": "SetRelP",
-}
-TREC_EVAL_FAMILIES = (
-    ("map_cut_", "AP@"),
-    ("ndcg_cut_", "nDCG@"),
-    ("P_", "P@"),
-    ("recall_", "R@"),
-    ("success_", "Success@"),
-    ("iprec_at_recall_", "IPrec@"),
-)
-
-
-def from_trec_eval(name: str) -> str | None:
-    """The ir_measures name of a trec_eval measure name, or None.
-
-    Example:
-        >>> from_trec_eval("ndcg_cut_10"), from_trec_eval("P_5"), from_trec_eval("gm_map")
-        ('nDCG@10', 'P@5', None)
-    """
-    if name in TREC_EVAL_NAMES:
-        return TREC_EVAL_NAMES[name]
-    for prefix, family in TREC_EVAL_FAMILIES:
-        if name.startswith(prefix) and name[len(prefix) :].replace(".", "", 1).isdigit():
-            return family + name[len(prefix) :]
-    return None
-
-
 def parse_measures(names: Iterable[str], relevance_level: int = 1) -> list:
     """Parse measure strings once; apply the dataset's relevance level to binary measures.
 
@@ -114,7 +72,7 @@ def parse_measures(names: Iterable[str], relevance_level: int = 1) -> list:
     """
     measures = []
     for name in names:
-        name = from_trec_eval(str(name)) or str(name)
+        name = canonical_name(name)
         try:
             measure = ir_measures.parse_measure(str(name))
         except (ValueError, NameError, SyntaxError, TypeError, AssertionError) as error:

@@ -188,7 +188,7 @@ def test_a_checkpoint_without_a_head_scores_the_same_every_run(tmp_path, minilm_
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 BREAK = {  # a function each command calls, patched to fail unexpectedly
     "evalkit-run": ("evalkit.runner.run_experiment", ["dataset=cranfield", "reranker=none"]),
-    "evalkit-report": ("evalkit.analysis.report.build_report", ["RESULTS"]),
+    "evalkit-report": ("evalkit.analysis.report_folder.build_report", ["RESULTS"]),
     "evalkit-decide": ("evalkit.decide", ["RESULTS", "--p95-ms", "10"]),
     "evalkit-cache": ("evalkit.cache.cache_sizes", ["info"]),
     "evalkit-eval": ("evalkit.external.evaluate_runs", ["run.trec", "--qrels", "qrels.txt"]),

@@ -12,7 +12,8 @@ from scipy import stats as scipy_stats
 from evalkit.analysis.decision import Budget, decide
 from evalkit.analysis.plots import pareto_frontier
 from evalkit.analysis.render import format_cell
-from evalkit.analysis.report import build_report, compare
+from evalkit.analysis.report import compare
+from evalkit.analysis.report_folder import build_report
 from evalkit.analysis.stats import bootstrap_ci, compare_paired, holm
 from evalkit.analysis.systems import label_systems
 from evalkit.errors import ConfigError, DataError
@@ -103,7 +104,7 @@ def test_report_table_and_files(sweep):
     first = table[table.system == "bm25"].iloc[0]
     assert np.isnan(first.gain)
     html = (out / "report.html").read_text()
-    assert "data:image/png;base64," in html and "half-written" not in html
+    assert "data:image/svg+xml;base64," in html and "half-written" not in html
 
 
 def test_baseline_latency_comes_from_the_bm25_alone_run(sweep):

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from evalkit.analysis.decision import Budget, decide
-from evalkit.analysis.report import build_report, compare
+from evalkit.analysis.report import compare
+from evalkit.analysis.report_folder import build_report
 from evalkit.results import find_results
 from tests.conftest import CRANFIELD, REPO, TOY, build_tiny_cross_encoder
 from tests.test_e2e import evalkit_run

@@ -66,6 +66,18 @@ class Decision:
         data["budget"] = asdict(self.budget)
         return data
 
+    def _repr_html_(self) -> str:
+        """Notebooks: the verdict, the chosen system with its evidence, the budget."""
+        from evalkit.analysis.headline import verdict_lines
+        from evalkit.analysis.render import _md_to_html
+
+        return "".join(
+            f"<p>{_md_to_html(line)}</p>" for line in verdict_lines(self.to_json()) if line
+        )
+
+    def __repr__(self) -> str:
+        return f"Decision({self.decision!r}: {self.message!r}; .render() for the evidence)"
+
     def render(self) -> str:
         lines = [self.message]
         rec = self.recommendation

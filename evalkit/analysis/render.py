@@ -5,96 +5,57 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
+from evalkit.analysis.formats import format_cell
 from evalkit.io import write_parquet, write_text
 
 if TYPE_CHECKING:
     from evalkit.analysis.report import Report
 
 
-COUNT_COLUMNS = ("wins", "ties", "losses", "depth", "queries", "latency_queries")
-
-MS_COLUMNS = (
-    "p50_ms",
-    "p95_ms",
-    "p95_ci_low_ms",
-    "p95_ci_high_ms",
-    "p99_ms",
-    "implied_mean_ms",
-    "implied_p95_ms",
-)
-
-RATE_COLUMNS = ("qps", "pairs_per_second", "pairs_per_query")
-
-P_COLUMNS = ("p_ttest", "p_randomization", "p_ttest_holm", "p_randomization_holm")
-
-SIGNED_COLUMNS = ("gain", "gain_ci_low", "gain_ci_high", "gain_over_never")
-
-SHARE_COLUMNS = ("share_reranked", "target_share", "rerank_not_model_share")
-
-MONEY_COLUMNS = ("usd_per_1k_queries",)
-
-
 def _md_to_html(text: str) -> str:
+    """The little Markdown the report writes: paragraphs, **bold**, `code`."""
     escaped = html.escape(text).replace("\n\n", "</p><p>")
     parts = escaped.split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def format_cell(column: str, value: object) -> str:
-    """One rule for every rendering: counts as integers, milliseconds to 0.1, rates to
-    0.1, p-values to 3 significant digits, gains signed, other numbers to 4 decimals."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, bool | np.bool_):
-        return "yes" if value else "no"
-    if not isinstance(value, int | float | np.number):
-        return str(value)
-    if column in COUNT_COLUMNS:
-        return str(int(value))
-    if column in RATE_COLUMNS and abs(float(value)) < 10:
-        return f"{float(value):.3g}"  # 0.047 QPS is not 0.0
-    if column in MS_COLUMNS or column in RATE_COLUMNS:
-        return f"{float(value):,.1f}"
-    if column in P_COLUMNS:
-        return f"{float(value):.3g}"
-    if column in MONEY_COLUMNS:
-        return f"${float(value):,.4g}"
-    if column in SHARE_COLUMNS:
-        return f"{float(value):.0%}"
-    if column in SIGNED_COLUMNS:
-        return f"{float(value):+.4f}"
-    return f"{float(value):.4f}"
+    escaped = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    parts = escaped.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def render_table(frame: pd.DataFrame, kind: str) -> str:
     """A frame as a Markdown or HTML table, every cell through :func:`format_cell`."""
     columns = [str(c) for c in frame.columns]
-    rows = [
-        [format_cell(c, v) for c, v in zip(columns, row, strict=True)]
-        for row in frame.itertuples(index=False)
+    rows = [list(row) for row in frame.itertuples(index=False)]
+    best = set(frame.attrs.get("best") or ())  # (row position, column): the column's best
+
+    def cell(position, column, value) -> str:
+        text = format_cell(column, value)
+        if (position, column) not in best:
+            return html.escape(text) if kind == "html" else text
+        return f"<b>{html.escape(text)}</b>" if kind == "html" else f"**{text}**"
+
+    cells = [
+        [cell(i, c, v) for c, v in zip(columns, row, strict=True)] for i, row in enumerate(rows)
     ]
     if kind == "markdown":
         lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines += ["| " + " | ".join(r) + " |" for r in cells]
         return "\n".join(lines)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    body = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in cells)
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def save_report(self: Report, out: str | Path, title: str = "evalkit report") -> Path:
-    """Write ``report.md``, ``report.html``, ``report.csv`` / ``.parquet``,
-    ``latency.csv`` and the plots into ``out``."""
+    """Write ``report.md``, ``report.html``, ``queries.html`` (every query), ``report.csv``
+    / ``.parquet``, ``latency.csv`` and the plots (SVG in the page, PNG for papers)."""
     from evalkit.analysis.plots import write_plots
+    from evalkit.analysis.queries import write_query_view
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,19 +66,25 @@ def save_report(self: Report, out: str | Path, title: str = "evalkit report") ->
     if len(selective):
         write_text(out / "selective.csv", selective.to_csv(index=False))
     figures = write_plots(self, out)
-    sections = _sections(self, title)
+    queries = write_query_view(self.systems, self.labels, self.metric_for, out)
+    sections = _sections(self, queries is not None)
     markdown = [f"# {title}", ""]
     for heading, text, frame in sections:
         markdown += [f"## {heading}", "", text, ""]
         if frame is not None:
             markdown += [render_table(frame, "markdown"), ""]
-    markdown += ["## Plots", "", *[f"![{n}]({n}.png)" for n in figures], ""]
+        if heading == "Headline":
+            markdown += [
+                *[f"![{f.alt}]({f.name}.png)\n\n*{f.caption}*\n" for f in figures],
+            ]
     write_text(out / "report.md", "\n".join(markdown))
     write_text(out / "report.html", _html(title, sections, figures, out))
     return out
 
 
-def _sections(self: Report, title: str) -> list[tuple[str, str, pd.DataFrame | None]]:
+def _sections(self: Report, has_queries: bool) -> list[tuple[str, str, pd.DataFrame | None]]:
+    from evalkit.analysis.headline import compact_headline, verdict_lines
+
     hardware = sorted({s.hardware for s in self.systems})
     notes = list(self.notes)
     if len(hardware) > 1:
@@ -130,23 +97,43 @@ def _sections(self: Report, title: str) -> list[tuple[str, str, pd.DataFrame | N
             "Systems with random (cost-only) weights are left out of the quality tables; "
             "their latency is in the latency table."
         )
-    intro = (
+    method = (
         f"{len(self.systems)} systems; headline measure **{self.metric}**; 95% CIs by "
         f"bootstrap over queries ({self.bootstrap} samples); gain vs the same first stage "
         "without reranking (matched by identity), paired t-test and randomisation test, "
-        "Holm-corrected per measure across the sweep. Latency: online p50/p95 per query "
-        "(ms), each system from its own measurement."
+        "Holm-corrected per measure across the sweep. Latency: online p95 per query (ms) "
+        "with its distribution-free 95% CI and the number of timed queries, each system "
+        "from its own measurement. Result folders: report.csv and latency.csv."
     )
+    verdict = []
+    if self.verdict:
+        source = self.verdict.get("source", "")
+        text = "\n\n".join(verdict_lines(self.verdict)) + (f"\n\n({source})" if source else "")
+        verdict = [("Verdict", text, None)]
+    queries = (
+        " Every query, with its documents before and after reranking: `queries.html`."
+        if has_queries
+        else ""
+    )
+    all_columns = self.shown_headline()
+    latency = self.latency_table().drop(columns=["folder"])
     return [
-        ("Summary", "\n\n".join([intro, *(f"**Note:** {n}" for n in notes)]), None),
+        *verdict,
         (
             "Headline",
-            f"{self.metric} per system, best first (folders: report.csv).",
-            self.shown_headline(),
+            f"{self.metric} per system, best first; the best of each column in bold.{queries}",
+            compact_headline(self),
         ),
-        ("Latency", "Every system, cost-only ones included.", self.latency_table()),
+        ("Latency", "Every system, cost-only ones included.", latency),
+        ("All columns", "The headline with every column.", all_columns),
         ("All measures (means)", "Measures in natural order.", self.means()),
         *_selective_section(self),
+        *(
+            [("All pairs", "Every pair on the same queries, Holm across all pairs.", self.pairs)]
+            if self.pairs is not None and len(self.pairs)
+            else []
+        ),
+        ("Method", "\n\n".join([method, *(f"**Note:** {n}" for n in notes)]), None),
     ]
 
 
@@ -186,26 +173,38 @@ def _selective_section(self: Report) -> list[tuple[str, str, pd.DataFrame | None
     return [("Selective reranking", text, shown)]
 
 
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:0 12px}"
+    ".scroll{overflow-x:auto;max-width:100%}"
+    "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+    "padding:3px 6px;text-align:right;white-space:nowrap}td:first-child,th:first-child"
+    "{text-align:left;white-space:normal}"
+    "figure{margin:16px 0}figure img{width:100%;height:auto}figcaption{font-size:14px}"
+    "#verdict{border-left:6px solid #2a6;background:#f2faf5;padding:8px 14px;font-size:16px}"
+)
+
+
 def _html(title, sections, figures, out: Path) -> str:
     images = "".join(
-        f'<figure><img alt="{name}" src="data:image/png;base64,'
-        f'{base64.b64encode((out / f"{name}.png").read_bytes()).decode()}"/>'
-        f"<figcaption>{name}</figcaption></figure>"
-        for name in figures
+        f'<figure><img alt="{html.escape(f.alt)}" src="data:image/svg+xml;base64,'
+        f'{base64.b64encode((out / f"{f.name}.svg").read_bytes()).decode()}"/>'
+        f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
+        for f in figures
     )
-    body = "".join(
-        f"<h2>{html.escape(h)}</h2><p>{_md_to_html(t)}</p>"
-        + (render_table(f, "html") if f is not None else "")
-        for h, t, f in sections
-    )
-    style = (
-        "body{font-family:sans-serif;max-width:1300px;margin:auto}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-        "padding:3px 6px;text-align:right}td:nth-child(-n+2){text-align:left}"
-        "img{max-width:620px}"
-    )
+    body = ""
+    for heading, text, frame in sections:
+        paragraph = _md_to_html(text).replace(
+            "<code>queries.html</code>", '<a href="queries.html">queries.html</a>'
+        )
+        block = f"<h2>{html.escape(heading)}</h2><p>{paragraph}</p>"
+        if heading == "Verdict":
+            block = f'<section id="verdict">{block}</section>'
+        block += render_table(frame, "html") if frame is not None else ""
+        if heading == "Headline":
+            block += images
+        body += block
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        f"</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"{body}<h2>Plots</h2>{images}</body></html>\n"
+        f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"{body}</body></html>\n"
     )

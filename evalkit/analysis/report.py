@@ -22,7 +22,7 @@ import pandas as pd
 from evalkit.analysis.stats import BOOTSTRAP_SAMPLES, bootstrap_ci, compare_paired, holm
 from evalkit.analysis.systems import collect_systems, label_systems, rerun_notes
 from evalkit.errors import DataError, problem
-from evalkit.measures import measure_name, measure_sort_key
+from evalkit.measures import canonical_name, measure_name, measure_sort_key
 from evalkit.results import RunResult, System, find_results
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ class Report:
     metric: str
     notes: list[str] = field(default_factory=list)
     bootstrap: int = BOOTSTRAP_SAMPLES
+    verdict: dict | None = None  # a decision's JSON: the report opens with it
+    pairs: pd.DataFrame | None = None  # every pair tested (compare_runs(all_pairs=True))
     _selective: pd.DataFrame | None = field(default=None, repr=False)
     _inputs: dict = field(default_factory=dict, repr=False)
 
@@ -185,7 +187,13 @@ class Report:
         if metric == self.metric:
             return self
         return Report(
-            self.table, self.systems, self.labels, metric, list(self.notes), self.bootstrap
+            self.table,
+            self.systems,
+            self.labels,
+            metric,
+            list(self.notes),
+            self.bootstrap,
+            self.verdict,
         )
 
     def shown_headline(self) -> pd.DataFrame:
@@ -196,9 +204,36 @@ class Report:
         return shown
 
     def to_markdown(self) -> str:
+        """The short headline as Markdown (the best of each column in bold)."""
+        from evalkit.analysis.headline import compact_headline
         from evalkit.analysis.render import render_table
 
-        return render_table(self.shown_headline(), "markdown")
+        return render_table(compact_headline(self), "markdown")
+
+    def to_latex(self, caption: str | None = None, label: str = "tab:evalkit") -> str:
+        """The headline as a booktabs LaTeX table (best bold, significant gains marked)."""
+        from evalkit.analysis.headline import to_latex
+
+        return to_latex(self, caption, label)
+
+    def _repr_html_(self) -> str:
+        """Notebooks: the verdict (when there is one) and the short headline."""
+        from evalkit.analysis.headline import compact_headline, verdict_lines
+        from evalkit.analysis.render import _md_to_html, render_table
+
+        verdict = (
+            "".join(f"<p>{_md_to_html(line)}</p>" for line in verdict_lines(self.verdict) if line)
+            if self.verdict
+            else ""
+        )
+        return verdict + render_table(compact_headline(self), "html")
+
+    def __repr__(self) -> str:
+        datasets = sorted({s.dataset for s in self.systems})
+        return (
+            f"Report({len(self.systems)} systems on {', '.join(datasets)}; headline "
+            f"{self.metric}; .headline(), .table, .save(folder), .to_latex())"
+        )
 
     def save(self, out: str | Path, title: str = "evalkit report") -> Path:
         """Write ``report.md``, ``report.html``, ``report.csv`` / ``.parquet``,
@@ -246,6 +281,7 @@ def compare(
                 "2000 (the default) gives CIs stable to the third decimal",
             )
         )
+    asked, metric = metric, canonical_name(metric)  # ndcg@10, ndcg_cut_10 -> nDCG@10
     loaded = find_results(results) if isinstance(results, str | Path) else list(results)
     systems = collect_systems(loaded)
     labels = label_systems(systems)
@@ -258,7 +294,7 @@ def compare(
             found = sorted({c for s in systems for c in s.per_query.columns}, key=measure_sort_key)
             raise DataError(
                 problem(
-                    f"measure '{metric}' ({name} on {dataset}) was not computed by these runs",
+                    f"measure '{asked}' ({name} on {dataset}) was not computed by these runs",
                     "--metric",
                     f"choose one of {found}",
                 )
@@ -347,17 +383,3 @@ def _table(systems, labels, baseline: str, bootstrap: int) -> pd.DataFrame:
         for _, group in tested_rows.groupby(["dataset", "measure"]):
             table.loc[group.index, f"{test}_holm"] = holm(group[test].tolist())
     return table
-
-
-def build_report(
-    results_dir: str | Path,
-    out_dir: str | Path | None = None,
-    baseline: str = "auto",
-    metric: str = "nDCG@10",
-    bootstrap: int = BOOTSTRAP_SAMPLES,
-) -> Path:
-    """``evalkit-report``: compare the runs below ``results_dir`` and write the report."""
-    results_dir = Path(results_dir)
-    report = compare(results_dir, metric, baseline, bootstrap)
-    out = Path(out_dir) if out_dir else results_dir / "report"
-    return report.save(out, title=f"evalkit report: {results_dir}")

@@ -56,7 +56,13 @@ def write_depth_curve(curve: tuple[DepthPoint, ...], out: Path) -> None:
     axes.set_xlabel("depth (candidates reranked)")
     axes.set_ylabel("latency per query (ms)")
     axes.legend(fontsize=7)
-    _save(figure, out, "latency_vs_depth")
+    _save(
+        figure,
+        out,
+        "latency_vs_depth",
+        "Latency per query against reranking depth, p50 and p95 per stage.",
+        "Line plot of per-stage p50 and p95 latency against depth",
+    )
 
 
 def write_load_curve(load: LoadCurve, out: Path) -> None:
@@ -95,4 +101,10 @@ def write_load_curve(load: LoadCurve, out: Path) -> None:
     axes.set_xlabel("offered load (queries per second, Poisson)")
     axes.set_ylabel("p95 latency, queueing included (ms)")
     axes.legend(fontsize=7)
-    _save(figure, out, "load")
+    _save(
+        figure,
+        out,
+        "load",
+        "p95 latency against offered load (Poisson arrivals), queueing included.",
+        "Line plot of p95 latency against queries per second",
+    )

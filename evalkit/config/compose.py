@@ -133,6 +133,7 @@ def precheck(argv: list[str]) -> None:
     from evalkit.config.validate import validate
 
     overrides = _overrides(argv)
+    _check_presets(overrides, multirun=any(a in ("-m", "--multirun") for a in argv))
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as error:  # Hydra's grammar errors
@@ -153,3 +154,40 @@ def precheck(argv: list[str]) -> None:
             combos.append(combo)
     for combo in combos:
         validate(compose(combo))
+
+
+def _check_presets(overrides: list[str], multirun: bool) -> None:
+    """``experiments=NAME``: a name that is not a preset is refused with the nearest ones
+    (Hydra's optional group would drop it silently), and a sweep preset without ``-m``
+    is refused with the command that runs it (Hydra would run one job of it)."""
+    options = _group_options("experiments")
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        if key != "experiments":
+            continue
+        for name in value.split(","):
+            if name not in options:
+                close = difflib.get_close_matches(name, options, n=2)
+                hint = f"did you mean {' or '.join(close)}? " if close else ""
+                raise ConfigError(
+                    problem(
+                        f"unknown preset '{name}' for experiments",
+                        "experiments",
+                        f"{hint}choose one of {options} (the files in experiments/)",
+                    )
+                )
+            if not multirun and _is_sweep(name):
+                raise ConfigError(
+                    problem(
+                        f"experiments={name} is a sweep preset: without -m it would run one job",
+                        "experiments",
+                        f"run it with -m: evalkit-run -m experiments={name}",
+                    )
+                )
+
+
+def _is_sweep(preset: str) -> bool:
+    import yaml
+
+    data = yaml.safe_load((EXPERIMENTS_DIR / f"{preset}.yaml").read_text()) or {}
+    return bool(((data.get("hydra") or {}).get("sweeper") or {}).get("params"))

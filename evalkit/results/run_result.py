@@ -80,6 +80,21 @@ class RunResult:
     def dataset(self) -> str:
         return self.identity.dataset_name
 
+    def _repr_html_(self) -> str:
+        """Notebooks: the run in three lines (stages' first measure, p95, folder)."""
+        import html
+
+        record = self.metrics_record
+        name, first = next(iter(record.first_stage.items()), ("", float("nan")))
+        lines = [f"<b>{html.escape(self.dataset)}</b>: {html.escape(name)} first stage {first:.4f}"]
+        if record.reranked and record.quality_meaningful:
+            lines[0] += f", reranked {next(iter(record.reranked.values())):.4f}"
+        total = (self.latency.get("online") or {}).get("total") or {}
+        if total.get("p95_ms") is not None:
+            lines.append(f"p95 {total['p95_ms']:,.1f} ms end to end")
+        lines.append(f"<code>{html.escape(str(self.folder or '(not saved)'))}</code>")
+        return "<br>".join(lines)
+
     @property
     def load_record(self) -> LoadCurve | None:
         """``load.json`` as a typed record (None without a load test)."""
