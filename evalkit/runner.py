@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from evalkit.measures import (
     unique_measures,
 )
 from evalkit.pipeline import StageRuns, TwoStage
+from evalkit.progress import phase
 from evalkit.rerank.policy import Policy
 from evalkit.results import Identity, RunResult, completion, remove_results
 from evalkit.types import QUERY_ID, Dataset
@@ -152,9 +153,10 @@ def run_experiment(cfg, output_dir: str | Path) -> RunResult:
                 )
             )
         started = time.perf_counter()
-        dataset = load_dataset(config.dataset, cache_dir(config))
-        data_key = content_digest(dataset)
-        inputs = input_digests(config)
+        with phase("load data", config.dataset.name):
+            dataset = load_dataset(config.dataset, cache_dir(config))
+            data_key = content_digest(dataset)
+            inputs = input_digests(config)
         if done is not None:
             stale = _stale(done, data_key, version, inputs)
             if not stale:
@@ -195,14 +197,18 @@ def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
     asked = unique_measures(parse_measures(config.eval.metrics, dataset.relevance_level))
     [at_depth] = parse_measures([f"R@{config.pipeline.depth}"], dataset.relevance_level)
     check_computable([*asked, at_depth], dataset.qrels)  # before any model runs
-    pipeline = build_pipeline(config)
+    with phase("load models", f"{config.retriever.kind} -> {config.reranker.kind}"):
+        pipeline = build_pipeline(config)
     cost_only = config.reranker.weights == "random" or config.retriever.weights == "random"
-    runs = pipeline.run(
-        dataset, rerank_queries=not (cost_only and not config.eval.cost_only_quality)
-    )
+    with phase("quality pass", f"{len(dataset.queries):,} queries, depth {pipeline.depth}"):
+        runs = pipeline.run(
+            dataset, rerank_queries=not (cost_only and not config.eval.cost_only_quality)
+        )
     checkpoint("after_runs")
-    metrics, per_query = _evaluate(config, dataset, runs, asked, at_depth, cost_only)
-    latency = measure_latency(config, pipeline, dataset, runs)
+    with phase("evaluate"):
+        metrics, per_query = _evaluate(config, dataset, runs, asked, at_depth, cost_only)
+    with phase("latency", "throughput and the online pass"):
+        latency = measure_latency(config, pipeline, dataset, runs)
     if hasattr(pipeline.scorer, "request_stats"):  # a remote second stage: its requests
         latency["requests"] = {
             **pipeline.scorer.request_stats(),
@@ -211,7 +217,8 @@ def _run(config: Config, dataset: Dataset, data_key: str) -> RunResult:
     cost = measure_cost(config, pipeline, dataset, runs.first_stage)
     if cost:
         metrics["cost"] = cost
-    load = measure_load(config, pipeline, dataset, runs)
+    with phase("load test") if config.latency.load_qps else nullcontext():
+        load = measure_load(config, pipeline, dataset, runs)
     identity = identity_of(config, dataset, data_key, pipeline)
     from omegaconf import OmegaConf
 

@@ -46,7 +46,7 @@ def evalkit_cli(script: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def bm25_to_cross_encoder(tmp_path_factory, tiny_cross_encoder, session_cache):
     folder = tmp_path_factory.mktemp("run") / "bm25-ce"
-    evalkit_run(
+    result = evalkit_run(
         *cranfield_overrides(
             session_cache,
             "retriever=bm25",
@@ -56,7 +56,21 @@ def bm25_to_cross_encoder(tmp_path_factory, tiny_cross_encoder, session_cache):
             f"hydra.run.dir={folder}",
         )
     )
+    (folder.parent / "terminal.txt").write_text(result.stdout + result.stderr)
     return folder
+
+
+@pytest.mark.slow
+def test_the_terminal_names_each_phase_and_shows_only_evalkits_bars(bm25_to_cross_encoder):
+    """Phase lines in run order, each with its seconds; no bm25s or transformers bar."""
+    shown = (bm25_to_cross_encoder.parent / "terminal.txt").read_text()
+    phases = ["load data", "load models", "quality pass", "evaluate", "latency"]
+    starts = [shown.index(f"{name}") for name in phases]
+    assert starts == sorted(starts)
+    assert all(f"{name}: done in " in shown for name in phases)
+    for foreign in ("Split strings", "Stem Tokens", "BM25S", "Loading weights"):
+        assert foreign not in shown
+    assert "rerank: 100%" in shown  # evalkit's own bar, to the end
 
 
 @pytest.mark.slow

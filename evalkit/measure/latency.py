@@ -152,7 +152,7 @@ def _online_at(
     with (
         tqdm(
             total=len(sample),
-            desc=f"latency @{depth}",
+            desc=f"latency @{depth}",  # the end says why it stopped (_close_bar)
             unit="query",
             disable=not config.show_progress,
         ) as bar,
@@ -169,6 +169,7 @@ def _online_at(
             progress=bar.update,
             stop_when=_stopping_rule(config.latency.target_p95_ms),
         )
+        _close_bar(bar, config, result, len(sample), depth)
         _say_if_undecided(config, result, len(sample), depth)
     per_query_ms = {
         stage: group["ms"].tolist()
@@ -189,6 +190,21 @@ def _online_at(
         "measured": result.measured,
         "machine": probe.result.to_dict(),
     }
+
+
+def _close_bar(bar, config: Config, result, planned: int, depth: int) -> None:
+    """The bar ends on why timing stopped, not on a count that reads as an abort."""
+    if result.measured >= planned:
+        return
+    totals = result.per_query[result.per_query.stage == "total"]["ms"].tolist()
+    why = (
+        "p95 decided"
+        if p95_decided(totals, config.latency.target_p95_ms) and config.latency.target_p95_ms
+        else "time budget reached"
+    )
+    bar.set_description(f"latency @{depth} ({why}: {result.measured}/{planned} queries timed)")
+    bar.total = result.measured
+    bar.refresh()
 
 
 def _say_if_undecided(config: Config, result, planned: int, depth: int) -> None:

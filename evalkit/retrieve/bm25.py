@@ -31,7 +31,8 @@ class BM25Retriever:
         method: bm25s variant (``lucene``, ``robertson``, ``atire``, ``bm25l``, ``bm25+``).
         stemmer: Snowball language (``english``) or None for no stemming.
         stopwords: bm25s stop-word list name (``en``) or None.
-        show_progress: progress bars while tokenising, indexing and searching.
+        show_progress: kept for callers; bm25s's own bars stay off (the runner prints
+            phase lines, and an index build says so in one line).
         index_dir: cache folder; the index is then built once per (settings, corpus), saved,
             and loaded memory-mapped (bounded memory for large corpora, reused by jobs).
 
@@ -115,12 +116,11 @@ class BM25Retriever:
     def _build(self, texts: list[str]):
         bm25s = _import_bm25s()
 
+        log.info("BM25: indexing %s documents (once per settings and corpus)", f"{len(texts):,}")
         tokenizer = self._make_tokenizer()
-        ids = tokenizer.tokenize(
-            texts, update_vocab=True, return_as="ids", show_progress=self.show_progress
-        )
+        ids = tokenizer.tokenize(texts, update_vocab=True, return_as="ids", show_progress=False)
         model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
-        model.index(ids, show_progress=self.show_progress)
+        model.index(ids, show_progress=False)
         return tokenizer, model
 
     def _cached(self, folder: Path, texts: list[str]):
@@ -168,7 +168,7 @@ class BM25Retriever:
             [token_ids[i] for i in searchable],
             k=k,
             n_threads=1,
-            show_progress=self.show_progress and len(searchable) >= 100,
+            show_progress=False,
         )
         rows_q = np.repeat(np.asarray(query_ids, dtype=object)[searchable], k)
         run = pd.DataFrame(
