@@ -92,6 +92,19 @@ def test_bad_input_is_one_clear_line(case, tmp_path):
     assert len(result.stderr.strip().splitlines()) <= 3  # the error, at most a log line or two
 
 
+def test_a_run_folder_that_cannot_be_made_is_one_line_before_hydra_starts(tmp_path):
+    (tmp_path / "a-file").write_text("mine\n")
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        result = evalkit_run(
+            *LOCAL, "reranker=none", f"{key}={tmp_path}/a-file/run", "-m", check=False
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert f"evalkit: error: {key}=" in result.stderr
+        assert "a-file is a file, not a folder" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert (tmp_path / "a-file").read_text() == "mine\n"
+
+
 @pytest.mark.slow  # loads the hub client and probes it
 def test_offline_hub_model_error_names_the_offline_fix(tmp_path):
     result = evalkit_run(*LOCAL, "retriever=minilm", f"hydra.run.dir={tmp_path}/run", check=False)

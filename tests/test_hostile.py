@@ -310,6 +310,40 @@ def test_a_folder_that_is_not_a_hub_repository_says_so(tmp_path):
         load_dataset(config, tmp_path / "cache")
 
 
+@pytest.mark.parametrize("damage", ["no text column", "front matter not YAML"])
+def test_a_damaged_hub_folder_is_one_line_and_leaves_nothing_half_converted(tmp_path, damage):
+    import json
+    import shutil
+
+    from evalkit.config.schema import DatasetConfig
+    from evalkit.data.sources import load_dataset
+    from evalkit.errors import DataError
+    from tests.conftest import TOY
+
+    repo = tmp_path / "repo"
+    shutil.copytree(TOY.parent / "hub_toy", repo)
+    if damage == "no text column":
+        rows = [json.loads(line) for line in (repo / "corpus.jsonl").read_text().splitlines()]
+        (repo / "corpus.jsonl").write_text(
+            "".join(
+                json.dumps({"_id": r["_id"], "title": r.get("title", ""), "body": r["text"]}) + "\n"
+                for r in rows
+            )
+        )
+        expected = r"corpus of '.*' has no 'text' column \(found \['_id', 'title', 'body'\]\)"
+    else:
+        readme = (repo / "README.md").read_text()
+        (repo / "README.md").write_text(
+            readme.replace("- config_name: queries\n", "- config_name: queries\n  x: [\n", 1)
+        )
+        expected = "front matter that is not valid YAML"
+    config = DatasetConfig(name="toy", source="hub", hub_id=str(repo))
+    with pytest.raises(DataError, match=expected):
+        load_dataset(config, tmp_path / "cache")
+    converted = list((tmp_path / "cache" / "datasets" / "hub").glob("*"))
+    assert all(p.name.endswith(".lock") for p in converted), converted  # no half folder
+
+
 def test_a_users_folder_is_never_taken_as_the_cache(tmp_path):
     """cache.dir naming a folder of the user's: refused, nothing written into it, and
     evalkit-cache clear refuses it too (no marker) -- the user's files survive."""

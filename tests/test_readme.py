@@ -83,9 +83,9 @@ def newcomer(tmp_path_factory):
 
 
 def systems_and_means(text: str) -> dict[str, str]:
-    """``fits/out/undet SYSTEM  MEAN`` rows of a printed decision (latencies vary)."""
+    """``fits/out/undet/cost SYSTEM  MEAN`` rows of a printed decision (latencies vary)."""
     rows = re.findall(
-        r"^\s+(?:fits|out|undet)\s+(.+?)\s{2,}(\d\.\d{4}|cost-only)", text, flags=re.M
+        r"^\s+(?:fits|out|undet|cost)\s+(.+?)\s{2,}(\d\.\d{4}|cost-only)", text, flags=re.M
     )
     return dict(rows)
 
@@ -104,6 +104,7 @@ def test_the_first_command_then_the_python_api(newcomer):
     assert systems_and_means(output) == systems_and_means(shown)
     assert (work / "results/sweeps/quickstart/report/report.html").is_file()
     run_python_block(runnable(">>> import evalkit").text, work)
+    run_python_block(runnable(">>> from evalkit.data.sources import builtin_path").text, work)
 
 
 def run_python_block(text: str, cwd: Path) -> None:
@@ -121,8 +122,8 @@ def run_python_block(text: str, cwd: Path) -> None:
             buffer = io.StringIO()
             with contextlib.redirect_stdout(buffer):
                 exec(code, namespace)
-            timed = any(word in example.source for word in ("decision", "headline"))
-            if not timed:  # a decision and the headline's p95 rest on timings
+            timed = any(word in example.source for word in ("decision", "headline", "to_latex"))
+            if not timed:  # a decision, the headline's and the LaTeX table's p95 rest on timings
                 assert buffer.getvalue().split() == example.want.split(), example.source
     finally:
         os.chdir(previous)

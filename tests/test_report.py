@@ -178,6 +178,7 @@ def test_cells_are_formatted_by_kind():
     assert format_cell("p95_ms", 5.1312) == "5.1" and format_cell("p95_ms", 2617.24) == "2,617.2"
     assert format_cell("gain", 0.0349) == "+0.0349"
     assert format_cell("p_randomization_holm", 0.010234) == "0.0102"
+    assert format_cell("p_randomization_holm", 1.0) == "1.00"  # not a bare "1"
     assert format_cell("mean", float("nan")) == "—"
 
 

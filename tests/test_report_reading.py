@@ -121,6 +121,16 @@ def test_compare_runs_scores_run_files_as_trec_eval_and_tests_every_pair():
     )
     with pytest.raises(Exception, match="baseline 'nope' is not one of the runs"):
         evalkit.compare_runs(runs, TREC / "qrels.test", baseline="nope")
+    # nothing was timed: no latency columns, in the headline or the LaTeX table
+    assert list(compact_headline(report).columns) == [
+        "system",
+        "nDCG@10 [95% CI]",
+        "gain [95% CI]",
+        "p (Holm)",
+    ]
+    latex = report.to_latex()
+    assert r"System & nDCG@10 & Gain & p (Holm) \\" in latex and "p95" not in latex
+    assert r"trunc & 0.1717 & " in latex
 
 
 def test_compare_runs_holm_over_three_pairs():

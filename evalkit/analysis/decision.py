@@ -96,7 +96,7 @@ class Decision:
         if self.runner_up:
             lines.append(f"  runner-up {self.runner_up['system']}: {self.runner_up['why_not']}")
         width = max((len(c["system"]) for c in self.considered), default=10) + 2
-        marks = {"fits": "fits ", "out": "out  ", "undetermined": "undet"}
+        marks = {"fits": "fits ", "out": "out  ", "undetermined": "undet", "cost-only": "cost "}
         for item in self.considered:
             mark = marks[item["state"]]
             p95 = f"{item['p95_ms']:.1f} ms" if is_number(item["p95_ms"]) else "—"
@@ -275,7 +275,7 @@ def _cost_only(report: Report, dataset: str, rules: FitRules) -> list[dict]:
                 "p95_ms": system.latency.p95_ms,
                 "usd_per_1k_queries": system.usd_per_1k_queries,
                 "latency_queries": len(system.latency.samples),
-                "state": "out",
+                "state": "cost-only",  # never chosen (no quality); its latency is below
                 "fits": False,
                 "why": "cost-only weights (no quality): latency "
                 + {

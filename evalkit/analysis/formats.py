@@ -47,7 +47,7 @@ def format_cell(column: str, value: object) -> str:
     if column in MS_COLUMNS or column in RATE_COLUMNS:
         return f"{float(value):,.1f}"
     if column in P_COLUMNS:
-        return f"{float(value):.3g}"
+        return f"{float(value):#.3g}"  # 1.00, 0.0460: the same digits everywhere
     if column in MONEY_COLUMNS:
         return f"${float(value):,.4g}"
     if column in SHARE_COLUMNS:

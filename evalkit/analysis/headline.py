@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 
 
 def _with_ci(value, low, high, column: str = "mean") -> str:
+    """``value [low, high]``; a bound the sample cannot give shows as ``—`` (a p95 from
+    too few queries has no upper bound), never dropped."""
     if not is_number(value):
         return "—"
     text = format_cell(column, value)
-    if is_number(low) and is_number(high):
+    if is_number(low) or is_number(high):
         text += f" [{format_cell(column, low)}, {format_cell(column, high)}]"
     return text
 
@@ -91,6 +93,8 @@ def compact_headline(report: Report) -> pd.DataFrame:
             marked += [(int(i), column) for i in values.index[values == target]]
     if rows.dataset.nunique() == 1:
         table = table.drop(columns=["dataset"])
+    if not rows.p95_ms.map(is_number).any():  # run files compared: nothing was timed
+        table = table.drop(columns=["p95 ms [95% CI]", "QPS"])
     table.attrs["best"] = marked  # (row position, column): rendered bold
     return table
 
@@ -127,9 +131,10 @@ def verdict_lines(verdict: dict) -> list[str]:
         ]
     axes = verdict.get("axes") or {}
     if axes:
-        lines += ["", "Evidence — " + "; ".join(f"{k}: {v}" for k, v in axes.items()) + "."]
+        said = "; ".join(f"{k} — {str(v).removeprefix('evidence: ')}" for k, v in axes.items())
+        lines += ["", f"What each axis rests on: {said}."]
     if verdict.get("undetermined"):
-        lines += ["", "Not decided yet: " + ", ".join(verdict["undetermined"]) + "."]
+        lines += ["", "Latency undetermined for: " + ", ".join(verdict["undetermined"]) + "."]
     return lines
 
 
@@ -153,9 +158,9 @@ def to_latex(report: Report, caption: str | None = None, label: str = "tab:evalk
         r"\centering",
         r"\caption{" + (caption or default_caption) + "}",
         rf"\label{{{label}}}",
-        r"\begin{tabular}{l" + "r" * 4 + "}",
+        r"\begin{tabular}{l" + "r" * (4 if len(timed) else 3) + "}",
         r"\toprule",
-        rf"System & {metric} & Gain & p (Holm) & p95 (ms) \\",
+        rf"System & {metric} & Gain & p (Holm){' & p95 (ms)' if len(timed) else ''} \\",
         r"\midrule",
     ]
     for r in rows.itertuples():
@@ -175,7 +180,7 @@ def to_latex(report: Report, caption: str | None = None, label: str = "tab:evalk
                     cell(r.gain, "gain", mark=significant),
                     cell(r.p_randomization_holm, "p_ttest"),
                     cell(r.p95_ms, "p95_ms", bold=best_p95 is not None and r.p95_ms == best_p95),
-                ]
+                ][: 5 if len(timed) else 4]
             )
             + r" \\"
         )

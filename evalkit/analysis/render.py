@@ -108,7 +108,8 @@ def _sections(self: Report, has_queries: bool) -> list[tuple[str, str, pd.DataFr
     verdict = []
     if self.verdict:
         source = self.verdict.get("source", "")
-        text = "\n\n".join(verdict_lines(self.verdict)) + (f"\n\n({source})" if source else "")
+        lines = [line for line in verdict_lines(self.verdict) if line]
+        text = "\n\n".join(lines) + (f"\n\n({source})" if source else "")
         verdict = [("Verdict", text, None)]
     queries = (
         " Every query, with its documents before and after reranking: `queries.html`."

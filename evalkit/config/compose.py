@@ -134,6 +134,7 @@ def precheck(argv: list[str]) -> None:
 
     overrides = _overrides(argv)
     _check_presets(overrides, multirun=any(a in ("-m", "--multirun") for a in argv))
+    _check_output_dirs(argv)  # hydra.* keys are not among the config overrides
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as error:  # Hydra's grammar errors
@@ -154,6 +155,36 @@ def precheck(argv: list[str]) -> None:
             combos.append(combo)
     for combo in combos:
         validate(compose(combo))
+
+
+def _check_output_dirs(overrides: list[str]) -> None:
+    """``hydra.run.dir`` / ``hydra.sweep.dir``: a folder that cannot be made (a path under
+    a regular file, a parent without write permission) is one line here, not Hydra's
+    traceback after it started."""
+    import os
+
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
+            continue
+        path = Path(value).expanduser().absolute()
+        existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+        if not existing.is_dir():
+            raise ConfigError(
+                problem(
+                    f"{key}={value} cannot be created: {existing} is a file, not a folder",
+                    key,
+                    "choose a path under a folder",
+                )
+            )
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(
+                problem(
+                    f"{key}={value} cannot be created: no write permission in {existing}",
+                    key,
+                    "choose a folder you can write to",
+                )
+            )
 
 
 def _check_presets(overrides: list[str], multirun: bool) -> None:

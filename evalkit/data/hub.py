@@ -100,8 +100,24 @@ def _table(repo: str, name: str | None, revision: str | None, split: str | None)
         raise ConfigError(
             problem("the 'datasets' package is not installed", fix="pip install 'evalkit[hub]'")
         ) from None
+    import yaml
+
+    bars = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.utils.logging.disable_progress_bar()  # "Generating corpus split": not ours
     try:
-        loaded = datasets.load_dataset(repo, name, revision=revision)
+        # a local folder is converted once per its files' stamp; datasets' own cache would
+        # serve an edit of the same size and time stale (seen: a renamed column): rebuild
+        fresh = {"download_mode": "force_redownload"} if Path(repo).expanduser().is_dir() else {}
+        loaded = datasets.load_dataset(repo, name, revision=revision, **fresh)
+    except yaml.YAMLError as error:  # the README's front matter (its `configs`)
+        raise DataError(
+            problem(
+                f"the README.md of '{repo}' has front matter that is not valid YAML "
+                f"({str(error).splitlines()[0]})",
+                "dataset.hub_id",
+                "fix the `configs:` block between the two `---` lines of its README.md",
+            )
+        ) from None
     except (ValueError, FileNotFoundError) as error:
         raise DataError(
             problem(
@@ -113,6 +129,9 @@ def _table(repo: str, name: str | None, revision: str | None, split: str | None)
         ) from None
     except (OSError, ConnectionError) as error:
         raise NetworkError(problem(f"cannot fetch '{repo}' ({error})", "dataset.hub_id")) from None
+    finally:
+        if bars:
+            datasets.utils.logging.enable_progress_bar()
     splits = list(loaded)
     chosen = split if split in splits else (splits[0] if len(splits) == 1 else None)
     if chosen is None:
@@ -135,6 +154,21 @@ def _ids(frame: pd.DataFrame, what: str, repo: str) -> pd.Series:
     return frame[column].astype(str)
 
 
+def _text(frame: pd.DataFrame, what: str, repo: str) -> pd.Series:
+    """The ``text`` column, or a one-line error naming the columns there are."""
+    if "text" not in frame.columns or (len(frame) and frame["text"].isna().all()):
+        # (datasets may add a declared column as all-null when the files lack it)
+        found = [c for c in frame.columns if c != "text" or not frame[c].isna().all()]
+        raise DataError(
+            problem(
+                f"{what} of '{repo}' has no 'text' column (found {found})",
+                "dataset.hub_id",
+                "BEIR/MTEB retrieval repositories have _id and text (and title) columns",
+            )
+        )
+    return frame["text"]
+
+
 def _write_jsonl(path: Path, records) -> None:
     with path.open("w", encoding="utf-8") as out:
         for record in records:
@@ -151,7 +185,7 @@ def _convert(config: DatasetConfig, target: Path) -> None:
         target / "corpus.jsonl",
         (
             {"_id": i, "title": t or "", "text": x or ""}
-            for i, t, x in zip(ids, titles, corpus["text"], strict=True)
+            for i, t, x in zip(ids, titles, _text(corpus, "corpus", repo), strict=True)
         ),
     )
     queries = _table(repo, "queries", revision, None)
@@ -159,7 +193,9 @@ def _convert(config: DatasetConfig, target: Path) -> None:
         target / "queries.jsonl",
         (
             {"_id": i, "text": t}
-            for i, t in zip(_ids(queries, "queries", repo), queries["text"], strict=True)
+            for i, t in zip(
+                _ids(queries, "queries", repo), _text(queries, "queries", repo), strict=True
+            )
         ),
     )
     qrels_repo = config.qrels_hub_id or repo
