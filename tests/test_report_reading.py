@@ -64,6 +64,27 @@ def test_a_saved_decision_json_is_the_verdict_and_a_stale_one_is_not(sweep, capl
     )
 
 
+def test_the_latency_table_carries_each_systems_verdict_against_the_budget(sweep):
+    """With a decision, the latency table has a verdict column: the decision's own state
+    per system, which is p95_verdict over that system's timed queries."""
+    from evalkit.measure.online import p95_verdict
+
+    report = compare(sweep, bootstrap=300)
+    assert "verdict" not in report.latency_table()  # no budget, no verdict
+    for budget in (50.0, 500.0):
+        report.verdict = decide(report, Budget(p95_ms=budget)).to_json()
+        table = report.latency_table().set_index("system")
+        for system in report.systems:
+            want = p95_verdict(system.latency.samples, budget)
+            assert table.loc[report.labels[system.key], "verdict"] == want
+    assert set(table.verdict) == {"fits"}  # 500 ms: both fit; at 50 the reranker did not
+    markdown = build_report(sweep, bootstrap=300, budget=Budget(p95_ms=50)) / "report.md"
+    latency = markdown.read_text().split("## Latency")[1].splitlines()
+    header = next(line for line in latency if line.startswith("| dataset"))
+    assert "| verdict |" in header
+    assert sum(f"| {v} |" in " ".join(latency) for v in ("fits", "out", "undetermined")) >= 2
+
+
 def test_the_headline_is_short_and_marks_the_best_of_each_column(sweep):
     report = compare(sweep, bootstrap=300)
     table = compact_headline(report)

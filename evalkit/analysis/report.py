@@ -134,12 +134,28 @@ class Report:
                 "rerank_not_model_share": s.latency.not_model_share,
                 "usd_per_1k_queries": s.usd_per_1k_queries,
                 "quality_meaningful": s.quality_meaningful,
+                **({"verdict": self._verdict_of(s)} if self.verdict else {}),
                 "latency_source": s.latency.source,
                 "folder": str(s.folder),
             }
             for s in self.systems
         ]
         return pd.DataFrame(rows).sort_values(["dataset", "p95_ms"], na_position="last")
+
+    def _verdict_of(self, system) -> str:
+        """The decision's latency verdict for ``system`` (fits / out / undetermined; cost-
+        only systems get their latency's), "—" for a dataset the decision is not about."""
+        if system.dataset != self.verdict.get("dataset"):
+            return "—"
+        label = self.labels[system.key]
+        row = next((r for r in self.verdict.get("considered", []) if r["system"] == label), None)
+        if row is None:
+            return "—"
+        if row.get("state") == "cost-only":  # never chosen; its latency still has a verdict
+            why = str(row.get("why", ""))
+            said = {"undetermined": "undetermined", "does not fit": "out", "fits": "fits"}
+            return next((v for k, v in said.items() if f"latency {k}" in why), "—")
+        return str(row.get("state", "—"))
 
     def selective(self) -> pd.DataFrame:
         """The per-query selective reranking curve of every reranked system with quality
