@@ -111,3 +111,17 @@ def test_cached_memory_mapped_bm25_index_gives_the_same_run(cranfield, bm25_run,
     for retriever in (first, second):
         run = retriever.search(cranfield.queries, k=1000)
         pd.testing.assert_frame_equal(run.reset_index(drop=True), bm25_run.reset_index(drop=True))
+
+
+def test_bm25s_own_bars_stay_off_even_with_progress_on(cranfield, capsys, caplog):
+    """Indexing and searching print no bm25s bar; indexing says so in one log line."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="evalkit")
+    bm25 = BM25Retriever(show_progress=True)
+    bm25.index(cranfield.corpus)
+    run = bm25.search(cranfield.queries, k=10)
+    shown = capsys.readouterr()
+    assert len(run) == 10 * 225
+    assert "BM25S" not in shown.err + shown.out and "Split strings" not in shown.err
+    assert "BM25: indexing 1,400 documents" in caplog.text

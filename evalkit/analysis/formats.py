@@ -18,6 +18,7 @@ MS_COLUMNS = (
     "p99_ms",
     "implied_mean_ms",
     "implied_p95_ms",
+    "p95_predicted_all_ms",
 )
 
 RATE_COLUMNS = ("qps", "pairs_per_second", "pairs_per_query")

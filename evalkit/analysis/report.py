@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evalkit.analysis.latency_table import latency_table, p95_ci_bound
 from evalkit.analysis.stats import BOOTSTRAP_SAMPLES, bootstrap_ci, compare_paired, holm
 from evalkit.analysis.systems import collect_systems, label_systems, rerun_notes
 from evalkit.errors import DataError, problem
@@ -119,43 +120,9 @@ class Report:
         return wide[sorted(wide.columns, key=measure_sort_key)].reset_index()
 
     def latency_table(self) -> pd.DataFrame:
-        """Every system's latency with its source (cost-only systems included)."""
-        rows = [
-            {
-                "dataset": s.dataset,
-                "system": self.labels[s.key],
-                "p50_ms": s.latency.p50_ms,
-                "p95_ms": s.latency.p95_ms,
-                "p95_ci_low_ms": _ci(s, 0),
-                "p95_ci_high_ms": _ci(s, 1),
-                "queries": len(s.latency.samples),
-                "qps": s.latency.qps,
-                "pairs_per_second": s.pairs_per_second,
-                "rerank_not_model_share": s.latency.not_model_share,
-                "usd_per_1k_queries": s.usd_per_1k_queries,
-                "quality_meaningful": s.quality_meaningful,
-                **({"verdict": self._verdict_of(s)} if self.verdict else {}),
-                "latency_source": s.latency.source,
-                "folder": str(s.folder),
-            }
-            for s in self.systems
-        ]
-        return pd.DataFrame(rows).sort_values(["dataset", "p95_ms"], na_position="last")
-
-    def _verdict_of(self, system) -> str:
-        """The decision's latency verdict for ``system`` (fits / out / undetermined; cost-
-        only systems get their latency's), "—" for a dataset the decision is not about."""
-        if system.dataset != self.verdict.get("dataset"):
-            return "—"
-        label = self.labels[system.key]
-        row = next((r for r in self.verdict.get("considered", []) if r["system"] == label), None)
-        if row is None:
-            return "—"
-        if row.get("state") == "cost-only":  # never chosen; its latency still has a verdict
-            why = str(row.get("why", ""))
-            said = {"undetermined": "undetermined", "does not fit": "out", "fits": "fits"}
-            return next((v for k, v in said.items() if f"latency {k}" in why), "—")
-        return str(row.get("state", "—"))
+        """Every system's latency with its source (cost-only systems included), and its
+        verdict when the report has a decision (:mod:`evalkit.analysis.latency_table`)."""
+        return latency_table(self)
 
     def selective(self) -> pd.DataFrame:
         """The per-query selective reranking curve of every reranked system with quality
@@ -266,14 +233,6 @@ def _timed(system: System) -> int | None:
     return len(system.latency.samples)
 
 
-def _ci(system: System, side: int) -> float | None:
-    from evalkit.measure.online import quantile_ci
-
-    if not system.latency.samples or system.latency.source.startswith("given"):
-        return None
-    return quantile_ci(system.latency.samples)[side]
-
-
 def compare(
     results: str | Path | Sequence[RunResult],
     metric: str = "nDCG@10",
@@ -366,8 +325,8 @@ def _table(systems, labels, baseline: str, bootstrap: int) -> pd.DataFrame:
                 "recall_at_depth": system.recall_at_depth,
                 "p50_ms": system.latency.p50_ms,
                 "p95_ms": system.latency.p95_ms,
-                "p95_ci_low_ms": _ci(system, 0),
-                "p95_ci_high_ms": _ci(system, 1),
+                "p95_ci_low_ms": p95_ci_bound(system, 0),
+                "p95_ci_high_ms": p95_ci_bound(system, 1),
                 "latency_queries": _timed(system),
                 "qps": system.latency.qps,
                 "latency_source": system.latency.source,

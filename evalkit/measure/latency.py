@@ -55,6 +55,9 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset: Dataset, runs: 
         },
         "mode": "closed loop, one query at a time per worker, warm-up excluded",
     }
+    predicted = _predicted(config, pipeline, dataset, runs, sample, main)
+    if predicted is not None:
+        latency["online"]["predicted_all_queries"] = predicted
     if pipeline.scorer is not None:
         latency["online"]["first_stage_alone"] = _first_stage_alone(
             config, pipeline, dataset, sample[: main["measured"]], doc_text
@@ -62,6 +65,21 @@ def measure_latency(config: Config, pipeline: TwoStage, dataset: Dataset, runs: 
     if len(curve) > 1:
         latency["depth_curve"] = [{"depth": c["depth"], "stages": c["stages"]} for c in curve]
     return latency
+
+
+def _predicted(
+    config: Config, pipeline: TwoStage, dataset: Dataset, runs: StageRuns, sample, main: dict
+) -> dict | None:
+    """The p95 over every query predicted from its own pairs and tokens, with its check
+    on the timed queries (:mod:`evalkit.measure.prediction`); None without a reranker."""
+    if pipeline.scorer is None or runs.first_stage is None or not main["measured"]:
+        return None
+    from evalkit.measure.prediction import predict_p95
+    from evalkit.measure.shapes import rerank_shapes
+
+    shapes = rerank_shapes(pipeline, dataset, runs.first_stage, main["depth"], clip=True)
+    ids = dataset.queries[QUERY_ID].astype(str).tolist()
+    return predict_p95(main["frame"], sample, shapes, ids)
 
 
 def _first_stage_alone(
@@ -187,6 +205,7 @@ def _online_at(
         "stages": result.summary(),
         "rerank_split": take_split().to_dict() if take_split is not None else {},
         "per_query_ms": per_query_ms,
+        "frame": result.per_query,  # for the prediction; not written
         "measured": result.measured,
         "machine": probe.result.to_dict(),
     }

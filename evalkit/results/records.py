@@ -27,6 +27,8 @@ class Latency:
     source: str = "not measured"
     samples: list[float] = field(default_factory=list, repr=False)
     not_model_share: float | None = None  # of the rerank stage: tokenize, batching, copies
+    predicted_p95_ms: float | None = None  # over every query, from its shape (a prediction)
+    prediction_checked: bool | None = None  # its check on the timed queries passed
 
 
 @dataclass

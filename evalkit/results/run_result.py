@@ -163,6 +163,8 @@ class RunResult:
                 "measured end to end",
                 list(per_query.get("total") or []),
                 (online.get("rerank_split") or {}).get("not_model_share"),
+                (online.get("predicted_all_queries") or {}).get("p95_ms"),
+                ((online.get("predicted_all_queries") or {}).get("check") or {}).get("passes"),
             )
         alone = (online.get("first_stage_alone") or {}).get("per_query_ms") or {}
         source = "first stage timed alone in a reranked run"
