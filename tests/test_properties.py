@@ -202,3 +202,49 @@ def test_decide_command_line_never_tracebacks(results, argv, capsys):
         assert exit_info.code in (0, 2), capsys.readouterr().err
     err = capsys.readouterr().err
     assert "Traceback" not in err and "internal error" not in err
+
+
+@settings(max_examples=300, deadline=None)
+@given(grade=st.one_of(st.text(max_size=6), st.integers(-5, 100).map(str)))
+def test_a_grade_is_read_exactly_or_refused_in_one_line(grade):
+    """A qrels grade is an integer in ASCII digits, read as exactly that integer; anything
+    else (``2.0``, ``1_0``, ``٢``, ``+1``, spaces inside) is refused, never coerced."""
+    import re
+
+    from evalkit.data.beir import _qrels_row
+    from evalkit.errors import DataError
+
+    ascii_integer = re.fullmatch(r"-?[0-9]+", grade.strip()) is not None  # around: any space
+    try:
+        _, _, value = _qrels_row(["q1", "d1", grade], "qrels/test.tsv:2")
+    except DataError as error:
+        assert not ascii_integer, grade
+        assert "qrels/test.tsv:2" in str(error) and "\n" not in str(error)
+    else:
+        assert ascii_integer, grade
+        assert value == int(grade.strip())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    value=st.one_of(
+        st.integers(-3, 10),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.booleans(),
+        st.text(max_size=3),
+    )
+)
+def test_a_hub_grade_is_an_integer_or_refused_never_truncated(value):
+    """Hub qrels scores: 2 and 2.0 are 2; 0.7 is refused (it was int()-truncated to 0)."""
+    from evalkit.data.hub import exact_grade
+    from evalkit.errors import DataError
+
+    whole = (
+        not isinstance(value, bool | str) and math.isfinite(value) and float(value) == int(value)
+    )
+    try:
+        got = exact_grade(value, "org/repo", 7)
+    except DataError as error:
+        assert not whole and "row 7" in str(error)
+    else:
+        assert whole and got == int(value)

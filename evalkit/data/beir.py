@@ -143,7 +143,7 @@ def _qrels_row(fields: list[str], where: str) -> tuple[str, str, int]:
     if not GRADE.fullmatch(fields[2].strip()):
         raise DataError(
             problem(
-                f"relevance must be an integer, found '{fields[2]}'",
+                f"relevance must be an integer, found {fields[2]!r}",
                 where,
                 "use integer grades (0 = not relevant, 1, 2, ...)",
             )
