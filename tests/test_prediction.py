@@ -72,3 +72,30 @@ def test_a_check_that_fails_says_so():
     scrambled.loc[scrambled.stage == "total", "ms"] = scrambled.loc[rerank, "ms"].to_numpy() * 2
     out = predict_p95(scrambled, sample, shapes, ids)
     assert out["check"]["passes"] is False and out["check"]["relative_error"] > 0.15
+
+
+def test_a_scorer_whose_token_lengths_fail_costs_the_prediction_not_the_run(caplog):
+    """A plugin's ``token_lengths`` raising: no prediction, a warning, nothing else lost."""
+    from types import SimpleNamespace
+
+    from evalkit.data import load_beir_folder
+    from evalkit.measure.latency import _predicted
+    from evalkit.types import QUERY_ID
+    from tests.conftest import TOY
+
+    dataset = load_beir_folder(TOY)
+
+    class Broken:
+        max_length = None
+
+        def token_lengths(self, pairs):
+            raise ValueError("my plugin cannot count tokens")
+
+    ids = dataset.queries[QUERY_ID].astype(str).tolist()
+    first = pd.DataFrame({QUERY_ID: ids, "doc_id": dataset.corpus.doc_id.iloc[0], "score": 1.0})
+    pipeline = SimpleNamespace(scorer=Broken(), selected=lambda run, data: set(ids))
+    runs = SimpleNamespace(first_stage=first)
+    frame, sample, *_ = world(0, timed=6, total=6)
+    main = {"measured": 6, "depth": 3, "frame": frame}
+    assert _predicted(None, pipeline, dataset, runs, sample, main) is None
+    assert "no predicted p95 over all queries (ValueError: my plugin" in caplog.text
