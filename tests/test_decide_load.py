@@ -41,13 +41,53 @@ def verdict(decision, system="bm25 → ce@100"):
 def test_the_p95_at_the_offered_load_is_interpolated_from_the_measured_curve(runs):
     fits = decide(runs, Budget(p95_ms=150, qps=7.5), bootstrap=200)
     assert verdict(fits)["fits"]
-    assert verdict(fits)["why"] == "fits: p95 150.0 ms at 7.5 QPS (measured, one replica)"
+    legacy = "a point estimate: load.json has no per-query latencies"
+    assert verdict(fits)["why"] == (
+        f"fits: p95 150.0 ms at 7.5 QPS (measured, one replica) ({legacy})"
+    )
     assert fits.recommendation["system"] == "bm25 → ce@100"
     out = decide(runs, Budget(p95_ms=150, qps=8), bootstrap=200)
     assert verdict(out)["why"] == (
-        "p95 160.0 ms at 8 QPS (measured, one replica) exceeds the 150 ms budget"
+        f"p95 160.0 ms at 8 QPS (measured, one replica) exceeds the 150 ms budget ({legacy})"
     )
     assert any("load curve" in a for a in out.assumptions)
+
+
+def with_latencies(points, seed=0, n=120):
+    """A measured curve whose rates carry their queries' latencies (about the given p95)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    loaded = curve([(q, p95, sat) for q, p95, sat, _ in points])
+    for row, (_, _, _, scale) in zip(loaded["points"], points, strict=True):
+        row["latencies_ms"] = (scale * rng.uniform(0.5, 1.05, n)).tolist()
+        row["p95_ms"] = float(np.percentile(row["latencies_ms"], 95))
+    return loaded
+
+
+@pytest.mark.parametrize(
+    ("budget", "qps", "state"),
+    [
+        (300.0, 5, "fits"),  # 5 QPS: p95 about 100 ms, its CI well inside 300
+        (60.0, 5, "out"),  # ... and well above 60
+        (None, 5, "undetermined"),  # the budget at the p95 itself: inside its CI
+        (300.0, 7.5, "fits"),  # between 5 and 10 QPS: both neighbours' CIs inside 300
+        (150.0, 7.5, "undetermined"),  # 5 QPS fits 150, 10 QPS (about 200) does not
+    ],
+)
+def test_at_a_measured_rate_the_p95_is_decided_from_its_interval(tmp_path, budget, qps, state):
+    from evalkit.measure.online import quantile_ci
+
+    loaded = with_latencies([(5, 0, False, 100.0), (10, 0, False, 200.0), (20, 0, True, 900.0)])
+    budget = budget or loaded["points"][0]["p95_ms"]
+    make_run(tmp_path, "bm25", BASE, p95_first=2.0)
+    make_run(tmp_path, "ce", BASE, BETTER, reranker="ce", p95_total=90, load_curve=loaded)
+    row = verdict(decide(tmp_path, Budget(p95_ms=budget, qps=qps), bootstrap=200))
+    assert row["state"] == state, row["why"]
+    assert "n=120 at 5 QPS" in row["why"]
+    if qps == 5:  # the interval is the order-statistics CI of that rate's latencies
+        low, high = quantile_ci(loaded["points"][0]["latencies_ms"])
+        assert (low <= budget <= high) == (state == "undetermined")
 
 
 def test_saturation_and_rates_beyond_the_curve_do_not_fit(runs):

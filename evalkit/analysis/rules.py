@@ -118,13 +118,18 @@ class LatencyFit:
     def check(self, row) -> Verdict | None:
         budget = self.budget
         if budget.qps is not None and row.system in self.curves:
-            p95, source = p95_at_load(self.curves[row.system], budget.qps, budget.replicas)
+            curve = self.curves[row.system]
+            p95, source = p95_at_load(curve, budget.qps, budget.replicas)
             if p95 is None:
                 return Verdict("out", source)
             at = f"p95 {p95:.1f} ms at {budget.qps:g} QPS ({source})"
-            if p95 > budget.p95_ms:
-                return Verdict("out", f"{at} exceeds the {budget.p95_ms:g} ms budget")
-            return Verdict("fits", f"fits: {at}")
+            if source.startswith("measured"):
+                return _measured_at_load(curve, budget, p95, at)
+            if p95 > budget.p95_ms:  # simulated: a point estimate, said so
+                return Verdict(
+                    "out", f"{at}, a point estimate, exceeds the {budget.p95_ms:g} ms budget"
+                )
+            return Verdict("fits", f"fits: {at}, a point estimate")
         if not is_number(row.p95_ms):
             return Verdict("out", "no latency measured")
         samples = self.samples.get(row.system)
@@ -135,6 +140,33 @@ class LatencyFit:
                 )
             return None
         return interval_verdict(row.p95_ms, samples, budget.p95_ms)
+
+
+def _measured_at_load(curve: LoadCurve, budget: Budget, p95: float, at: str) -> Verdict:
+    """At a measured rate, the p95's verdict from its interval over that rate's queries;
+    between two measured rates, both neighbours must agree (else undetermined)."""
+    from evalkit.measure.online import p95_verdict
+
+    calm = [p for p in curve.points if not p.saturated]
+    below = [p for p in calm if p.offered_qps <= budget.qps][-1:]
+    above = [p for p in calm if p.offered_qps >= budget.qps][:1]
+    neighbours = list({id(p): p for p in below + above}.values())
+    if not all(p.latencies_ms for p in neighbours):  # load.json from before intervals
+        said = "a point estimate: load.json has no per-query latencies"
+        if p95 > budget.p95_ms:
+            return Verdict("out", f"{at} exceeds the {budget.p95_ms:g} ms budget ({said})")
+        return Verdict("fits", f"fits: {at} ({said})")
+    states = {p95_verdict(list(p.latencies_ms), budget.p95_ms) for p in neighbours}
+    n = ", ".join(f"n={len(p.latencies_ms)} at {p.offered_qps:g} QPS" for p in neighbours)
+    if states == {"fits"}:
+        return Verdict("fits", f"fits: {at}; the 95% CI is within the budget ({n})")
+    if states == {"out"}:
+        return Verdict("out", f"{at}: the 95% CI exceeds the {budget.p95_ms:g} ms budget ({n})")
+    return Verdict(
+        "undetermined",
+        f"{at}: the 95% CI straddles the {budget.p95_ms:g} ms budget ({n}); "
+        "a longer load test (more queries per rate) would decide",
+    )
 
 
 def interval_verdict(p95: float, samples: list, budget_ms: float) -> Verdict | None:

@@ -116,6 +116,7 @@ class LoadPoint:
             "batches": [
                 [b.queries, b.pairs, b.tokens, round(b.service_ms, 4)] for b in self.batches
             ],
+            "latencies_ms": [round(float(x), 4) for x in self.latencies_ms],
         }
 
 

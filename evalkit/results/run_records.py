@@ -248,6 +248,7 @@ class LoadPointRecord:
     offered_qps: float
     p95_ms: float | None
     saturated: bool
+    latencies_ms: tuple[float, ...] = ()  # each query's, for the p95's interval at this rate
 
 
 @dataclass(frozen=True)
@@ -315,6 +316,11 @@ class LoadCurve:
 
 def _points(rows: list[dict]) -> tuple[LoadPointRecord, ...]:
     return tuple(
-        LoadPointRecord(float(p["offered_qps"]), _float(p.get("p95_ms")), bool(p["saturated"]))
+        LoadPointRecord(
+            float(p["offered_qps"]),
+            _float(p.get("p95_ms")),
+            bool(p["saturated"]),
+            tuple(float(x) for x in p.get("latencies_ms") or ()),
+        )
         for p in sorted(rows, key=lambda p: p["offered_qps"])
     )
