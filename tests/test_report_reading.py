@@ -204,3 +204,28 @@ def test_run_help_is_evalkits_own_and_lists_groups_not_result_folders(tmp_path, 
     assert "experiments  beir_small, depth_sweep, first_stage, quickstart, rerankers" in text
     assert "reranker " in text and "minilm_l6_costonly" in text
     assert "runs" not in re.findall(r"^  (\w+) ", text, flags=re.M)
+
+
+def test_the_selective_plot_shows_the_recommended_system_not_the_highest_oracle():
+    import pandas as pd
+
+    from evalkit.analysis.plots import _selective_system
+
+    group = pd.DataFrame(
+        {
+            "system": ["a", "a", "b", "b"],
+            "policy": ["always", "oracle", "always", "oracle"],
+            "mean": [0.40, 0.60, 0.45, 0.50],  # a has the higher oracle, b the better always
+        }
+    )
+
+    class Fake:
+        verdict = None
+
+    assert _selective_system(Fake(), "d", group) == "b"  # not the oracle's "a"
+    Fake.verdict = {"dataset": "d", "recommendation": {"system": "a"}, "selective": None}
+    assert _selective_system(Fake(), "d", group) == "a"  # the decision's choice
+    Fake.verdict = {"dataset": "d", "selective": {"system": "b"}, "recommendation": {}}
+    assert _selective_system(Fake(), "d", group) == "b"
+    Fake.verdict = {"dataset": "other", "recommendation": {"system": "a"}}
+    assert _selective_system(Fake(), "d", group) == "b"  # a decision about another dataset

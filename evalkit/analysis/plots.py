@@ -263,6 +263,21 @@ def _policies(axes, chosen, best_policy: str | None) -> None:
             )
 
 
+def _selective_system(report: Report, dataset: str, group) -> str:
+    """The system the plot shows: the one the decision recommends (its selective choice,
+    else its reranked recommendation) when it has a curve here; else the best reranker
+    when always applied -- never the one with the highest oracle (a ceiling, not a choice)."""
+    verdict = report.verdict or {}
+    if verdict.get("dataset") == dataset:
+        for pick in (verdict.get("selective") or {}, verdict.get("recommendation") or {}):
+            if pick.get("system") in set(group.system):
+                return str(pick["system"])
+    always = group[group.policy == "always"]
+    if len(always):
+        return str(always.loc[always["mean"].idxmax(), "system"])
+    return str(group.system.iloc[0])
+
+
 def _selective(report: Report, out: Path) -> list[Figure]:
     """One plot per dataset: never / always, random, the oracle and the best policy of the
     best system in full; its other policies faded."""
@@ -274,7 +289,7 @@ def _selective(report: Report, out: Path) -> list[Figure]:
     figures = []
     for index, (dataset, group) in enumerate(table.groupby("dataset")):
         figure, axes = plt.subplots(figsize=(8, 5))
-        best_system = group.groupby("system")["mean"].max().idxmax()
+        best_system = _selective_system(report, dataset, group)
         chosen = group[group.system == best_system]
         candidates = chosen[~chosen.policy.isin(("never", "always", *MAIN_POLICIES))]
         best_policy = (
