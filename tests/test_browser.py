@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import cranfield_overrides
-from .test_e2e import evalkit_cli, evalkit_run
+from .test_e2e import bm25_to_tiny_ce, evalkit_cli, evalkit_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -35,12 +34,9 @@ pytestmark = [
 def report_folder(tmp_path_factory, tiny_cross_encoder, session_cache) -> Path:
     root = tmp_path_factory.mktemp("browser")
     evalkit_run(
-        *cranfield_overrides(
+        *bm25_to_tiny_ce(
             session_cache,
-            "retriever=bm25",
-            "reranker=minilm_l6",
-            f"reranker.model={tiny_cross_encoder}",
-            "pipeline.depth=10",
+            tiny_cross_encoder,
             "latency.max_queries=30",
             f"hydra.run.dir={root / 'bm25-ce'}",
         )

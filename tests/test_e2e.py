@@ -44,18 +44,23 @@ def evalkit_cli(script: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def bm25_to_tiny_ce(cache, model, *extra: str) -> list[str]:
+    """Cranfield, BM25 -> the tiny cross-encoder at depth 10: the end-to-end runs' system."""
+    return cranfield_overrides(
+        cache,
+        "retriever=bm25",
+        "reranker=minilm_l6",
+        f"reranker.model={model}",
+        "pipeline.depth=10",
+        *extra,
+    )
+
+
 @pytest.fixture(scope="module")
 def bm25_to_cross_encoder(tmp_path_factory, tiny_cross_encoder, session_cache):
     folder = tmp_path_factory.mktemp("run") / "bm25-ce"
     result = evalkit_run(
-        *cranfield_overrides(
-            session_cache,
-            "retriever=bm25",
-            "reranker=minilm_l6",
-            f"reranker.model={tiny_cross_encoder}",
-            "pipeline.depth=10",
-            f"hydra.run.dir={folder}",
-        )
+        *bm25_to_tiny_ce(session_cache, tiny_cross_encoder, f"hydra.run.dir={folder}")
     )
     (folder.parent / "terminal.txt").write_text(result.stdout + result.stderr)
     return folder
@@ -144,16 +149,8 @@ def test_rerun_of_a_complete_folder_is_skipped(
     bm25_to_cross_encoder, tiny_cross_encoder, session_cache
 ):
     before = (bm25_to_cross_encoder / "metrics.json").stat().st_mtime_ns
-    evalkit_run(
-        *cranfield_overrides(
-            session_cache,
-            "retriever=bm25",
-            "reranker=minilm_l6",
-            f"reranker.model={tiny_cross_encoder}",
-            "pipeline.depth=10",
-            f"hydra.run.dir={bm25_to_cross_encoder}",
-        )
-    )
+    folder = f"hydra.run.dir={bm25_to_cross_encoder}"
+    evalkit_run(*bm25_to_tiny_ce(session_cache, tiny_cross_encoder, folder))
     assert (bm25_to_cross_encoder / "metrics.json").stat().st_mtime_ns == before
 
 

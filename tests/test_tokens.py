@@ -302,6 +302,6 @@ def test_bi_encoder_embeddings_equal_sentence_transformers_encode(minilm_path, c
     want = model.encode(texts, prompt=prefix or None, normalize_embeddings=True, batch_size=16)
     assert got.shape == want.shape == (80, 384) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
-    assert encoder._path.store.texts_tokenized == len(set(texts))
+    assert encoder._path.inputs.store.texts_tokenized == len(set(texts))
     split = encoder.take_split()
     assert 0 < split.forward <= split.total and split.tokenize > 0

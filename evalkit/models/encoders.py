@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from evalkit.models.batches import TimeSplit, pad, run_batches, run_with_budget
+from evalkit.models.batches import TimeSplit, run_batches, run_with_budget
 from evalkit.models.batches import is_out_of_memory as is_out_of_memory
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,13 @@ def _empty_cuda_cache() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def encode_bar(total: int, show: bool):
+    """The ``encode`` bar: texts encoded, shown from 256 texts up."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="encode", unit="text", disable=not show or total < 256)
 
 
 class BiEncoder:
@@ -109,14 +116,8 @@ class BiEncoder:
 
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        from tqdm.auto import tqdm
 
-        with tqdm(
-            total=len(texts),
-            desc="encode",
-            unit="text",
-            disable=not show or len(texts) < 256,
-        ) as bar:
+        with encode_bar(len(texts), show) as bar:
             return run_with_backoff(
                 texts,
                 self.batch_size,
@@ -151,19 +152,13 @@ class BiEncoder:
 class _TextPath:
     """Texts -> ids once -> assembled, batched beside the model -> the model's own modules."""
 
-    def __init__(self, model, layout) -> None:
-        from evalkit.models.tokens import TokenStore
-
-        self.model, self.layout = model, layout
-        self.store = TokenStore(model.tokenizer)
-        self.names = set(getattr(model.tokenizer, "model_input_names", None) or ())
-        self.names |= {"input_ids", "attention_mask"}
+    def __init__(self, model, inputs) -> None:
+        self.model, self.inputs = model, inputs
         self.device = str(model.device)
-        self.pad_id = int(getattr(model.tokenizer, "pad_token_id", None) or 0)
 
     @classmethod
     def of(cls, model) -> _TextPath | None:
-        from evalkit.models.tokens import text_layout
+        from evalkit.models.tokens import TextInputs
 
         modules = list(model) if hasattr(model, "__iter__") else []
         kinds = [type(m).__name__ for m in modules]
@@ -172,8 +167,8 @@ class _TextPath:
         if any(getattr(m, "include_prompt", True) is False for m in modules):
             return None  # pooling that leaves the prompt out needs its length: ST's path
         tokenizer = getattr(model, "tokenizer", None)
-        layout = text_layout(tokenizer) if tokenizer is not None else None
-        return None if layout is None else cls(model, layout)
+        inputs = TextInputs(tokenizer) if tokenizer is not None else None
+        return None if inputs is None or inputs.layout is None else cls(model, inputs)
 
     def encode(
         self, texts: list[str], batch_size: int, split: TimeSplit, show_progress: bool = False
@@ -181,21 +176,20 @@ class _TextPath:
         import time
 
         import torch
-        from tqdm.auto import tqdm
 
         started = time.perf_counter()
-        before = self.store.seconds_tokenizing
-        ids = self.store.ids(texts)
-        split.tokenize += self.store.seconds_tokenizing - before
+        store = self.inputs.store
+        before = store.seconds_tokenizing
+        ids = store.ids(texts)
+        split.tokenize += store.seconds_tokenizing - before
         limit = getattr(self.model, "max_seq_length", None)
-        widths = np.array([len(i) + self.layout.added for i in ids])
+        widths = np.array([len(i) + self.inputs.layout.added for i in ids])
         widths = np.minimum(widths, limit) if limit else widths
         out: np.ndarray | None = None
         cuda = self.device.startswith("cuda")
 
         def build(batch):
-            rows = [self.layout.assemble(ids[i], limit) for i in batch]
-            arrays = {k: v for k, v in pad(rows, self.pad_id).items() if k in self.names}
+            arrays = self.inputs.features([ids[i] for i in batch], limit)
             tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
             if cuda:
                 tensors = {
@@ -217,12 +211,7 @@ class _TextPath:
             bar.update(len(batch))
 
         cap = limit or int(widths.max())
-        with tqdm(
-            total=len(texts),
-            desc="encode",
-            unit="text",
-            disable=not show_progress or len(texts) < 256,
-        ) as bar:
+        with encode_bar(len(texts), show_progress) as bar:
             run_with_budget(
                 widths,
                 batch_size * cap,

@@ -316,3 +316,24 @@ def text_layout(tokenizer) -> TextLayout | None:
     except Exception as error:
         log.debug("text layout of %s not readable: %s", type(tokenizer).__name__, error)
         return None
+
+
+class TextInputs:
+    """Single texts as model inputs, the shared way: each unique text tokenized once
+    (:class:`TokenStore`), ``prefix + ids + suffix`` assembled (:class:`TextLayout`), padded
+    and kept to the input names the model takes. ``layout`` is None when the tokenizer's
+    single-text layout is not one the assembly knows (callers then tokenize text)."""
+
+    def __init__(self, tokenizer) -> None:
+        self.store = TokenStore(tokenizer)
+        self.layout = text_layout(tokenizer)
+        self.names = set(getattr(tokenizer, "model_input_names", None) or ())
+        self.names |= {"input_ids", "attention_mask"}
+        self.pad_id = int(getattr(tokenizer, "pad_token_id", None) or 0)
+
+    def features(self, ids: Sequence[np.ndarray], max_length: int | None) -> dict:
+        """One padded batch (int64 arrays) from the texts' ids."""
+        from evalkit.models.batches import pad
+
+        rows = [self.layout.assemble(i, max_length) for i in ids]
+        return {k: v for k, v in pad(rows, self.pad_id).items() if k in self.names}

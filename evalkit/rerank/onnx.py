@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.errors import ModelError, problem
-from evalkit.models.batches import pad
-from evalkit.models.tokens import TokenStore, text_layout
+from evalkit.models.tokens import TextInputs
 from evalkit.rerank.cross_encoder import PairScorer
 
 log = logging.getLogger(__name__)
@@ -260,11 +259,7 @@ class OnnxBiEncoder:
         self.batch_size = batch_size
         self.fingerprint = fingerprint
         self.device = "cpu"
-        self.store = TokenStore(tokenizer)
-        self.layout = text_layout(tokenizer)
-        self.names = set(getattr(tokenizer, "model_input_names", None) or ())
-        self.names |= {"input_ids", "attention_mask"}
-        self.pad_id = int(getattr(tokenizer, "pad_token_id", None) or 0)
+        self.inputs = TextInputs(tokenizer)
 
     def encode(self, texts: list[str], prefix: str = "", quiet: bool = False) -> np.ndarray:
         """Normalised (when the model normalises) embeddings of ``prefix + text``, through
@@ -273,7 +268,7 @@ class OnnxBiEncoder:
         texts = [prefix + t for t in texts]
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        ids = self.store.ids(texts) if self.layout is not None else None
+        ids = self.inputs.store.ids(texts) if self.inputs.layout is not None else None
         widths = [len(i) for i in ids] if ids is not None else [len(t) for t in texts]
         order = np.argsort([-w for w in widths], kind="stable")
         out = []
@@ -298,8 +293,7 @@ class OnnxBiEncoder:
         if ids is None:  # a layout the assembly does not know: the tokenizer's own call
             return _feeds(self.tokenizer, [texts[i] for i in part], None, self.max_length)
         limit = self.max_length or _model_max(self.tokenizer)
-        rows = [self.layout.assemble(ids[i], limit) for i in part]
-        return {k: v for k, v in pad(rows, self.pad_id).items() if k in self.names}
+        return self.inputs.features([ids[i] for i in part], limit)
 
 
 def _model_max(tokenizer) -> int | None:
