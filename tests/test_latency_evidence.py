@@ -222,3 +222,29 @@ def test_a_small_query_set_is_timed_again_to_fill_the_sample():
     rounds = [sorted(q for q, _ in sample[i : i + 3]) for i in range(0, 90, 3)]
     assert all(r == ["a", "b", "c"] for r in rounds)  # every round holds each query once
     assert len({tuple(q for q, _ in sample[i : i + 3]) for i in range(0, 90, 3)}) > 1
+
+
+def test_a_pass_cut_short_says_why_on_its_bar_and_warns_when_undecided(caplog):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from evalkit.measure.latency import _say_why_it_stopped
+
+    class Bar:
+        total, described = 40, ""
+
+        def set_description(self, text):
+            self.described = text
+
+        def refresh(self):
+            pass
+
+    frame = pd.DataFrame({"query": [0, 1], "stage": ["total"] * 2, "ms": [900.0, 950.0]})
+    result = SimpleNamespace(per_query=frame, measured=2)
+    config = SimpleNamespace(latency=SimpleNamespace(target_p95_ms=[], max_seconds=60.0))
+    bar = Bar()
+    _say_why_it_stopped(bar, config, result, 40, 100)
+    assert bar.described == "latency @100 (time budget reached: 2/40 queries timed)"
+    assert bar.total == 2
+    assert "latency @100: time budget reached (latency.max_seconds=60): 2/40" in caplog.text

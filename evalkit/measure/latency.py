@@ -178,7 +178,7 @@ def _online_at(
     with (
         tqdm(
             total=len(sample),
-            desc=f"latency @{depth}",  # the end says why it stopped (_close_bar)
+            desc=f"latency @{depth}",  # the end says why it stopped
             unit="query",
             disable=not config.show_progress,
         ) as bar,
@@ -195,8 +195,7 @@ def _online_at(
             progress=bar.update,
             stop_when=_stopping_rule(config.latency.target_p95_ms),
         )
-        _close_bar(bar, config, result, len(sample), depth)
-        _say_if_undecided(config, result, len(sample), depth)
+        _say_why_it_stopped(bar, config, result, len(sample), depth)
     per_query_ms = {
         stage: group["ms"].tolist()
         for stage, group in result.per_query.groupby("stage", sort=False)
@@ -219,25 +218,19 @@ def _online_at(
     }
 
 
-def _close_bar(bar, config: Config, result, planned: int, depth: int) -> None:
-    """The bar ends on why timing stopped, not on a count that reads as an abort."""
+def _say_why_it_stopped(bar, config: Config, result, planned: int, depth: int) -> None:
+    """A pass that stopped before its sample ends its bar on why ("p95 decided", or "time
+    budget reached", not a count that reads as an abort); the time budget is also a warning,
+    since the p95 is then undecided."""
     if result.measured >= planned:
         return
     totals = result.per_query[result.per_query.stage == "total"]["ms"].tolist()
-    why = (
-        "p95 decided"
-        if p95_decided(totals, config.latency.target_p95_ms) and config.latency.target_p95_ms
-        else "time budget reached"
-    )
+    decided = p95_decided(totals, config.latency.target_p95_ms)
+    why = "p95 decided" if decided else "time budget reached"
     bar.set_description(f"latency @{depth} ({why}: {result.measured}/{planned} queries timed)")
     bar.total = result.measured
     bar.refresh()
-
-
-def _say_if_undecided(config: Config, result, planned: int, depth: int) -> None:
-    """The time budget ended the pass before the p95 could be decided: say so."""
-    totals = result.per_query[result.per_query.stage == "total"]["ms"].tolist()
-    if result.measured >= planned or p95_decided(totals, config.latency.target_p95_ms):
+    if decided:
         return
     log.warning(
         "latency @%d: time budget reached (latency.max_seconds=%g): %d/%d queries "
