@@ -28,15 +28,18 @@ def build_folder_once(
     import shutil
     import tempfile
 
+    from evalkit.cache import verify_manifest
+    from evalkit.cache_root import record_entry
+
     folder.parent.mkdir(parents=True, exist_ok=True)
+    record_entry(folder, Path(str(folder) + ".lock"))
     with FileLock(str(folder) + ".lock"):
         if (folder / COMPLETE).is_file():
-            from evalkit.cache import verify_manifest
-
             if not verify or verify_manifest(folder):
                 return folder
             log.warning("cached %s %s is damaged; rebuilding it", what, folder)
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".build-") as scratch:
+            record_entry(Path(scratch))  # a build killed mid-way leaves it: clear deletes it
             target = Path(scratch) / "data"
             convert(target)
             (target / COMPLETE).write_text(stamp)

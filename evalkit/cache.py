@@ -11,6 +11,8 @@
 * Folder artifacts (BM25 indexes, random-weight models) carry a manifest of per-file
   checksums (:func:`write_manifest` / :func:`verify_manifest`).
 * Pair scores carry a per-row check value; a row that fails it is a miss (recomputed).
+* Every artifact is recorded, as it is made, in the root's manifest of what evalkit made
+  (:mod:`evalkit.cache_root`); ``evalkit-cache clear`` deletes those entries, nothing else.
 
 No pickle anywhere: SQLite rows, ``.npy`` (``allow_pickle=False``) and Parquet.
 """
@@ -20,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +30,7 @@ from typing import TypeVar
 
 from filelock import FileLock
 
+from evalkit.cache_root import record_entry
 from evalkit.io import atomic_write, write_text
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,7 @@ class PairScoreCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        record_entry(*(Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm")))
         try:
             self._open()
         except sqlite3.DatabaseError as error:
@@ -136,6 +139,7 @@ class PairScoreCache:
         for suffix in ("", "-wal", "-shm"):
             part = Path(str(self.path) + suffix)
             if part.exists():
+                record_entry(Path(str(aside) + suffix))
                 part.replace(Path(str(aside) + suffix))
         log.warning("pair-score cache %s is damaged (%s): set aside as %s", self.path, error, aside)
         self._open()
@@ -246,6 +250,7 @@ def cached_file(path: Path, compute: Callable[[Path], None], load: Callable[[Pat
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     sidecar = path.with_name(path.name + CHECKSUM_SUFFIX)
+    record_entry(path, sidecar, Path(str(path) + ".lock"))
     with FileLock(str(path) + ".lock"):
         if path.exists():
             try:
@@ -282,102 +287,3 @@ def _load_npy(path: Path, rows: int):
     if array.shape[0] != rows:
         raise ValueError(f"expected {rows} rows, found {array.shape[0]}")
     return array
-
-
-MARKER = ".evalkit-cache"
-# every kind of artifact evalkit keeps under a cache root: name -> files or folders
-CACHE_KINDS = {
-    "pair_scores": ("pair_scores.sqlite", "pair_scores.sqlite-wal", "pair_scores.sqlite-shm"),
-    "embeddings": ("embeddings",),
-    "runs": ("runs",),
-    "bm25": ("bm25",),
-    "random_models": ("random_models",),
-    "onnx": ("onnx",),
-    "datasets": ("datasets",),
-    "tokens": ("tokens",),
-}
-
-
-def ensure_cache_root(root: str | Path) -> Path:
-    """The cache root, with the marker that says evalkit owns it: written only into a
-    folder evalkit creates (or an empty one), never into a folder of the user's, so
-    ``evalkit-cache clear`` can never delete what evalkit did not make."""
-    from evalkit.errors import ConfigError, problem
-
-    root = Path(root).expanduser()
-    marker = root / MARKER
-    if marker.is_file():
-        return root
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        found = (
-            "a file"
-            if not root.is_dir()
-            else f"a folder holding {len(list(root.iterdir()))} entries"
-        )
-        raise ConfigError(
-            problem(
-                f"cache.dir={root} is {found} that evalkit did not create (no {MARKER} marker)",
-                "cache.dir",
-                "give evalkit a folder of its own: a new or empty one, e.g. "
-                f"cache.dir={root / 'evalkit-cache'}",
-            )
-        )
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        marker.write_text("evalkit cache: `evalkit-cache clear` may delete the kinds it lists\n")
-    except OSError as error:
-        raise ConfigError(
-            problem(f"cannot create the cache folder {root}: {error.strerror}", "cache.dir")
-        ) from None
-    return root
-
-
-def _size(path: Path) -> int:
-    if path.is_symlink() or path.is_file():
-        return path.lstat().st_size
-    if path.is_dir():
-        return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() or p.is_symlink())
-    return 0
-
-
-def _owned_root(root: Path) -> Path:
-    from evalkit.errors import DataError, problem
-
-    if not (root / MARKER).is_file():
-        raise DataError(
-            problem(
-                f"{root} is not an evalkit cache (no {MARKER} marker); nothing was touched",
-                "--dir",
-                "pass the folder evalkit caches into (cache.dir, default ~/.cache/evalkit)",
-            )
-        )
-    return root
-
-
-def cache_sizes(cache_dir: str | Path) -> dict[str, int]:
-    """Bytes held by each cache kind (all zero for a folder that does not exist yet)."""
-    root = Path(cache_dir).expanduser()
-    if not root.exists():
-        return dict.fromkeys(CACHE_KINDS, 0)
-    _owned_root(root)
-    return {kind: sum(_size(root / n) for n in names) for kind, names in CACHE_KINDS.items()}
-
-
-def clear_cache(cache_dir: str | Path) -> int:
-    """Delete every kind of artifact evalkit caches under ``cache_dir``; returns bytes freed.
-
-    Refuses a folder without evalkit's marker, and deletes only the kinds in
-    :data:`CACHE_KINDS` (anything else a user put there stays).
-    """
-    root = Path(cache_dir).expanduser()
-    if not root.exists():
-        return 0
-    freed = sum(cache_sizes(root).values())
-    for names in CACHE_KINDS.values():
-        for name in names:
-            path = root / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
-    return freed

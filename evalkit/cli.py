@@ -349,6 +349,10 @@ def eval_main(argv: list[str] | None = None) -> None:
     guarded(body, args.verbose)
 
 
+def _size_text(size: int) -> str:
+    return f"{size} bytes" if size < 2**20 else f"{size / 2**20:.1f} MiB"
+
+
 def cache_main(argv: list[str] | None = None) -> None:
     """``evalkit-cache {info,clear} [--dir DIR]``: inspect or clear evalkit's caches."""
     parser = argparse.ArgumentParser(prog="evalkit-cache", description=cache_main.__doc__)
@@ -358,16 +362,23 @@ def cache_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def body():
-        from evalkit.cache import cache_sizes, clear_cache
+        from evalkit.cache_root import cache_sizes, clear_cache
 
         root = Path(args.dir).expanduser()
         if args.action == "clear":
-            freed = clear_cache(root)
-            print(f"cleared {root} ({freed / 2**20:.1f} MiB)")
+            cleared = clear_cache(root)
+            print(f"cleared {root} ({_size_text(cleared.freed)})")
+            if cleared.kept:
+                names = ", ".join(str(p.relative_to(root)) for p in cleared.kept[:5])
+                more = f" and {len(cleared.kept) - 5} more" if len(cleared.kept) > 5 else ""
+                print(
+                    f"kept {len(cleared.kept)} entries evalkit did not make (not in its "
+                    f"manifest): {names}{more}; delete them by hand if they are not yours"
+                )
             return
         sizes = cache_sizes(root)
         for kind, size in sizes.items():
-            print(f"{kind:<14} {size / 2**20:10.1f} MiB")
-        print(f"{'total':<14} {sum(sizes.values()) / 2**20:10.1f} MiB  ({root})")
+            print(f"{kind:<14} {_size_text(size):>14}")
+        print(f"{'total':<14} {_size_text(sum(sizes.values())):>14}  ({root})")
 
     guarded(body, args.verbose)

@@ -190,7 +190,7 @@ BREAK = {  # a function each command calls, patched to fail unexpectedly
     "evalkit-run": ("evalkit.runner.run_experiment", ["dataset=cranfield", "reranker=none"]),
     "evalkit-report": ("evalkit.analysis.report_folder.build_report", ["RESULTS"]),
     "evalkit-decide": ("evalkit.decide", ["RESULTS", "--p95-ms", "10"]),
-    "evalkit-cache": ("evalkit.cache.cache_sizes", ["info"]),
+    "evalkit-cache": ("evalkit.cache_root.cache_sizes", ["info"]),
     "evalkit-eval": ("evalkit.external.evaluate_runs", ["run.trec", "--qrels", "qrels.txt"]),
 }
 
@@ -347,7 +347,7 @@ def test_a_damaged_hub_folder_is_one_line_and_leaves_nothing_half_converted(tmp_
 def test_a_users_folder_is_never_taken_as_the_cache(tmp_path):
     """cache.dir naming a folder of the user's: refused, nothing written into it, and
     evalkit-cache clear refuses it too (no marker) -- the user's files survive."""
-    from evalkit.cache import MARKER, clear_cache, ensure_cache_root
+    from evalkit.cache_root import MARKER, clear_cache, ensure_cache_root
     from evalkit.errors import ConfigError, DataError
 
     mine = tmp_path / "my-data"
@@ -369,6 +369,53 @@ def test_a_users_folder_is_never_taken_as_the_cache(tmp_path):
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(ConfigError, match="cannot create the cache folder"):
         ensure_cache_root(tmp_path / "a-file" / "cache")  # cache.dir under a regular file
+
+
+def test_clear_deletes_only_what_the_manifest_lists(tmp_path, capsys):
+    """The data-loss case of #21: a folder of the user's that an older evalkit marked (the
+    marker is there, no manifest). clear keeps the user's corpus and run file and names them;
+    in a real cache, what evalkit recorded goes and a user's folder beside it stays; an edited
+    manifest cannot point clear outside the cache or through a symlink."""
+    from evalkit.cache import cached_file
+    from evalkit.cache_root import ENTRIES, MARKER, cache_sizes, ensure_cache_root
+    from evalkit.cli import cache_main
+
+    legacy = tmp_path / "my-data"
+    (legacy / "datasets").mkdir(parents=True)
+    (legacy / "datasets" / "corpus.jsonl").write_text('{"_id": "d1", "text": "mine"}\n')
+    (legacy / "runs").mkdir()
+    (legacy / "runs" / "es.trec").write_text("1 Q0 d1 1 1.0 es\n")
+    (legacy / MARKER).write_text("an older evalkit wrote this\n")
+    cache_main(["clear", "--dir", str(legacy)])
+    out = capsys.readouterr().out
+    assert "(0 bytes)" in out and "kept 2 entries evalkit did not make" in out, out
+    assert "datasets/corpus.jsonl" in out and "runs/es.trec" in out
+    assert (legacy / "datasets" / "corpus.jsonl").is_file()
+    assert (legacy / "runs" / "es.trec").is_file()
+
+    root = ensure_cache_root(tmp_path / "cache")
+    made = cached_file(root / "runs" / "abc.parquet", lambda p: p.write_bytes(b"x" * 100), Path)
+    (root / "runs" / "mine.trec").write_text("kept\n")  # the user's file in evalkit's folder
+    (root / "datasets" / "mine").mkdir(parents=True)
+    (root / "datasets" / "mine" / "corpus.jsonl").write_text("kept\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("kept\n")
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    with (root / ENTRIES).open("a") as out_file:  # hostile edits to the manifest
+        out_file.write(f"../outside/precious.txt\n{outside / 'precious.txt'}\n")
+        out_file.write(f"link/precious.txt\n{ENTRIES}\n{MARKER}\n")
+    sizes = cache_sizes(root)
+    assert sizes["runs"] == 100 + len(made.with_name("abc.parquet.xxh3").read_bytes())
+    assert sizes["not evalkit's"] > 0
+    cache_main(["clear", "--dir", str(root)])
+    out = capsys.readouterr().out
+    assert not made.exists() and not made.with_name("abc.parquet.xxh3").exists()
+    assert (root / "runs" / "mine.trec").read_text() == "kept\n"
+    assert (root / "datasets" / "mine" / "corpus.jsonl").read_text() == "kept\n"
+    assert (outside / "precious.txt").read_text() == "kept\n"
+    assert (root / MARKER).is_file() and (root / ENTRIES).read_text() == ""
+    assert "runs/mine.trec" in out and "datasets/mine" in out and "link" in out, out
 
 
 def test_an_input_edited_in_place_is_recomputed_not_served(tmp_path, caplog):

@@ -215,21 +215,27 @@ def test_constant_scorer_is_flagged_degenerate(cranfield, first_stage):
 
 
 def test_cache_cli_reports_and_clears(tmp_path, capsys):
-    from evalkit.cache import PairScoreCache, ensure_cache_root, pair_key
+    from evalkit.cache import PairScoreCache, pair_key
+    from evalkit.cache_root import ensure_cache_root
     from evalkit.cli import cache_main
 
     ensure_cache_root(tmp_path)
     cache = PairScoreCache(tmp_path / "pair_scores.sqlite")
     cache.put_many("m", [(pair_key("q", "d"), 1.0)])
     cache.close()
+    database = sum(p.stat().st_size for p in tmp_path.glob("pair_scores.sqlite*"))
     (tmp_path / "embeddings").mkdir()
-    (tmp_path / "embeddings" / "x.npy").write_bytes(b"0" * 2048)
+    (tmp_path / "embeddings" / "x.npy").write_bytes(b"0" * 2048)  # made by hand, not evalkit
     cache_main(["info", "--dir", str(tmp_path)])
-    assert str(tmp_path) in capsys.readouterr().out
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["pair_scores"].split()[1:] == [str(database), "bytes"]
+    assert lines["not"].split()[2:] == ["2048", "bytes"]
+    assert str(tmp_path) in lines["total"]
     cache_main(["clear", "--dir", str(tmp_path)])
-    assert "cleared" in capsys.readouterr().out
-    assert not (tmp_path / "pair_scores.sqlite").exists()
-    assert not (tmp_path / "embeddings").exists()
+    out = capsys.readouterr().out
+    assert f"({database} bytes)" in out and "embeddings/x.npy" in out, out
+    assert not list(tmp_path.glob("pair_scores.sqlite*"))
+    assert (tmp_path / "embeddings" / "x.npy").stat().st_size == 2048
 
 
 def test_cache_clear_refuses_a_folder_evalkit_did_not_make(tmp_path, capsys):
@@ -247,7 +253,7 @@ def test_cache_clear_refuses_a_folder_evalkit_did_not_make(tmp_path, capsys):
 def test_cache_clear_empties_every_kind_a_run_made_and_nothing_else(
     tmp_path, minilm_path, tiny_cross_encoder
 ):
-    from evalkit.cache import CACHE_KINDS, cache_sizes
+    from evalkit.cache_root import CACHE_KINDS, cache_sizes
     from evalkit.cli import cache_main
     from evalkit.runner import run_experiment
     from tests.conftest import TOY, compose
@@ -279,6 +285,13 @@ def test_cache_clear_empties_every_kind_a_run_made_and_nothing_else(
     (cache / "notes.txt").write_text("mine")
     sizes = cache_sizes(cache)
     assert all(sizes[kind] > 0 for kind in CACHE_KINDS if kind != "datasets"), str(sizes)
+    assert sizes["not evalkit's"] == 4  # notes.txt: everything else was recorded as made
     cache_main(["clear", "--dir", str(cache)])
-    assert set(cache_sizes(cache).values()) == {0}
+    assert cache_sizes(cache) == {**dict.fromkeys(CACHE_KINDS, 0), "not evalkit's": 4}
+    assert sorted(p.name for p in cache.iterdir()) == [
+        ".evalkit-cache",
+        ".evalkit-entries",
+        ".evalkit-entries.lock",
+        "notes.txt",
+    ]
     assert (cache / "notes.txt").read_text() == "mine"

@@ -206,6 +206,6 @@ ConfigStore.instance().store(name="evalkit_schema", node=Config)
 
 def cache_dir(config: Config) -> Path:
     """The cache root (created, with the marker that lets ``evalkit-cache`` clear it)."""
-    from evalkit.cache import ensure_cache_root
+    from evalkit.cache_root import ensure_cache_root
 
     return ensure_cache_root(config.cache.dir)

@@ -15,6 +15,7 @@ from pathlib import Path
 from filelock import FileLock
 from tqdm.auto import tqdm
 
+from evalkit.cache_root import record_entry
 from evalkit.errors import DataError, NetworkError, problem
 
 log = logging.getLogger(__name__)
@@ -101,10 +102,12 @@ def download_beir(name: str, url: str, md5: str | None, cache_dir: Path) -> Path
     if (folder / COMPLETE).is_file():
         return folder
     root.mkdir(parents=True, exist_ok=True)
+    record_entry(folder, root / f"{name}.lock")
     with FileLock(str(root / f"{name}.lock")):
         if (folder / COMPLETE).is_file():
             return folder
         with tempfile.TemporaryDirectory(dir=root, prefix=f".{name}-") as scratch:
+            record_entry(Path(scratch))
             scratch_path = Path(scratch)
             archive = scratch_path / f"{name}.zip"
             log.info("downloading %s", url)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evalkit.cache_root import record_entry
 from evalkit.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ class TokenStore:
                     digests, offsets, flat = data["digests"], data["offsets"], data["ids"]
             except (OSError, ValueError, KeyError) as error:
                 log.warning("token cache shard %s unreadable (%s): set aside", shard, error)
+                record_entry(shard.with_suffix(".damaged"))
                 shard.rename(shard.with_suffix(".damaged"))
                 continue
             for i, digest in enumerate(digests):
@@ -150,8 +152,10 @@ class TokenStore:
             with path.open("wb") as handle:
                 np.savez(handle, digests=digests, offsets=offsets, ids=flat)
 
+        shard = self.folder / f"{uuid.uuid4().hex}.npz"
         try:
-            atomic_write(self.folder / f"{uuid.uuid4().hex}.npz", write)
+            record_entry(shard)
+            atomic_write(shard, write)
         except OSError as error:  # a full or read-only cache costs a re-tokenization, no more
             log.warning("could not keep token ids in %s: %s", self.folder, error)
             return
