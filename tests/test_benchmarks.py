@@ -23,6 +23,7 @@ SCRIPTS = sorted(
 # what each smoke run prints when it got to the end (a row of its table)
 EXPECTED = {
     "backends.py": "onnxruntime fp32 |",
+    "batch_shapes.py": "| ST encode |",
     "bring_your_own.sh": "(written to",
     "load_validation.sh": "service model:",
     "cache_verify.py": "| embedding shard 1,000 x 384 fp32",

@@ -231,6 +231,29 @@ def test_token_budget_batches_cover_every_index_once_longest_first():
         assert len(batch) * lengths[batch].max() <= 320 or len(batch) == 1
 
 
+@given(
+    st.lists(st.integers(1, 600), min_size=1, max_size=300),
+    st.integers(1, 20000),
+    st.integers(1, 300),
+)
+@settings(max_examples=200, deadline=None)
+def test_exact_width_batches_never_mix_widths_and_stay_in_budget(lengths, max_tokens, max_items):
+    lengths = np.array(lengths)
+    batches = token_budget_batches(lengths, max_tokens, max_items, exact_width=True)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    widths = [int(lengths[b][0]) for b in batches]
+    assert widths == sorted(widths, reverse=True)  # longest first
+    for batch in batches:
+        assert len(set(lengths[batch].tolist())) == 1  # one width: no padding
+        assert len(batch) <= max_items
+        assert len(batch) * lengths[batch][0] <= max_tokens or len(batch) == 1
+    # as few batches as those rules allow: each width's rows fill full batches
+    for width in set(lengths.tolist()):
+        rows = int(np.sum(lengths == width))
+        per_batch = max(1, min(max_items, max_tokens // width))
+        assert widths.count(width) == -(-rows // per_batch)
+
+
 def test_out_of_memory_halves_the_budget_and_finishes_the_rest():
     lengths = np.array([10, 10, 10, 10, 10, 10, 10, 10])
     scores = np.zeros(len(lengths))

@@ -1,7 +1,8 @@
 """Token-budget batches, built on a background worker while the model runs the last one.
 
 * :func:`token_budget_batches` -> index batches, longest first, each under a cap on padded
-  tokens (short pairs share a batch, long ones get small batches).
+  tokens (short pairs share a batch, long ones get small batches); on CPU every batch holds
+  rows of one width (:func:`exact_widths`): no padding, no attention mask to apply.
 * :func:`run_batches` -> ``forward(features)`` over the batches, with the next batch padded
   (and, on CUDA, pinned and copied without blocking) on a worker thread meanwhile; halves
   the token budget and rebuilds the rest on CUDA out-of-memory; reports finished batches.
@@ -61,15 +62,29 @@ class TimeSplit:
         }
 
 
-def token_budget_batches(lengths: np.ndarray, max_tokens: int, max_items: int) -> list[np.ndarray]:
+def exact_widths(device: str) -> bool:
+    """Whether batches should hold rows of one width only. On CPU a batch of equal-width
+    rows has no padding and no attention mask (the attention kernel skips it): measured
+    20-30% faster per token than mixed widths, more batches and all (docs/benchmarks.md,
+    Session 6). On CUDA a kernel launch costs more than the padding: mixed widths."""
+    return not str(device).startswith("cuda")
+
+
+def token_budget_batches(
+    lengths: np.ndarray, max_tokens: int, max_items: int, exact_width: bool = False
+) -> list[np.ndarray]:
     """Indices in batches, longest first: a batch grows while ``items x longest`` stays
-    within ``max_tokens`` (at least one item) and it holds at most ``max_items``."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
+    within ``max_tokens`` (at least one item) and it holds at most ``max_items``; with
+    ``exact_width`` it also never mixes rows of different lengths."""
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
     batches: list[np.ndarray] = []
     start = 0
     while start < len(order):
         width = max(int(lengths[order[start]]), 1)
         size = max(1, min(max_items, max_tokens // width, len(order) - start))
+        if exact_width:  # stop where the width changes (the order is sorted)
+            size = int(np.searchsorted(-lengths[order[start : start + size]], -width, "right"))
         batches.append(order[start : start + size])
         start += size
     return batches
@@ -150,10 +165,11 @@ def run_with_budget(
     max_tokens: int,
     max_items: int,
     run: Callable[[list[np.ndarray]], None],
+    exact_width: bool = False,
 ) -> None:
     """``run(batches)`` under a token budget, halving the budget (and rebuilding the
     batches still to do) on CUDA out-of-memory, down to one item per batch."""
-    batches = token_budget_batches(lengths, max_tokens, max_items)
+    batches = token_budget_batches(lengths, max_tokens, max_items, exact_width)
     while True:
         try:
             run(batches)
@@ -166,7 +182,8 @@ def run_with_budget(
             max_tokens, max_items = max(1, max_tokens // 2), max(1, max_items // 2)
             log.warning("out of memory: halving the batch to %d tokens and retrying", max_tokens)
             rest = np.concatenate(left)
-            batches = [rest[b] for b in token_budget_batches(lengths[rest], max_tokens, max_items)]
+            again = token_budget_batches(lengths[rest], max_tokens, max_items, exact_width)
+            batches = [rest[b] for b in again]
 
 
 def _empty_cuda_cache() -> None:

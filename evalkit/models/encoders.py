@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from evalkit.models.batches import TimeSplit, run_batches, run_with_budget
+from evalkit.models.batches import TimeSplit, exact_widths, run_batches, run_with_budget
 from evalkit.models.batches import is_out_of_memory as is_out_of_memory
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,7 @@ class _TextPath:
                 batch_size * cap,
                 batch_size * 8,
                 lambda batches: run_batches(batches, build, forward, done, split),
+                exact_widths(self.device),
             )
         split.total += time.perf_counter() - started
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)

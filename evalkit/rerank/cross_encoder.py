@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.errors import ModelError, problem
-from evalkit.models.batches import TimeSplit, pad, run_batches, run_with_budget
+from evalkit.models.batches import TimeSplit, exact_widths, pad, run_batches, run_with_budget
 from evalkit.models.tokens import TokenStore, pair_layout
 from evalkit.rerank.base import Pair
 
@@ -131,6 +131,7 @@ class PairScorer:
             budget,
             self.batch_size * ITEMS_PER_BATCH,
             lambda batches: run_batches(batches, build, self.forward, done, self.split, self.sync),
+            exact_widths(getattr(self, "device", "cpu")),
         )
         self.split.total += time.perf_counter() - started
         return scores
