@@ -137,6 +137,7 @@ def test_an_unknown_kind_is_refused_with_the_nearest_choices():
         (lambda n: [1.0] * (n - 1), r"shape \(\d+,\)"),
         (lambda n: [[1.0, 2.0]] * n, r"shape \(\d+, 2\)"),
         (lambda n: ["high"] * n, "non-numbers"),
+        (lambda n: [1.0, float("nan"), float("inf")][:n], "2 NaN or infinite scores"),
     ],
 )
 def test_a_second_stage_returning_the_wrong_scores_is_one_line(returned, found):

@@ -212,3 +212,18 @@ def test_an_empty_queries_file_is_one_line(tmp_path):
     (folder / "queries.jsonl").write_text("")
     with pytest.raises(DataError, match=r"the queries file holds no queries.*queries\.jsonl"):
         load_beir_folder(folder)
+
+
+def test_a_dataset_path_that_loops_or_is_a_file_is_one_line(tmp_path):
+    """A symlink loop as dataset.path was an internal RuntimeError from Path.resolve()."""
+    from evalkit.config.schema import DatasetConfig
+    from evalkit.data.sources import load_dataset
+
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "a-file").write_text("x")
+    cases = {"loop": "loops through symlinks", "loop/inner": "loops through symlinks"}
+    cases |= {"a-file": "is a file, not a folder", "missing": "does not exist"}
+    for name, words in cases.items():
+        config = DatasetConfig(name="local", source="local", path=str(tmp_path / name))
+        with pytest.raises(DataError, match=f"dataset folder {words}: .*{name}"):
+            load_dataset(config, tmp_path / "cache")

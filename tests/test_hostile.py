@@ -525,3 +525,36 @@ def test_bad_output_paths_and_absurd_values_are_user_errors(tmp_path, command, m
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "internal error" not in done.stderr
     assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_a_report_that_runs_out_of_space_leaves_the_old_one_whole(tmp_path, monkeypatch, capsys):
+    """ENOSPC while report.md is written (after the tables and plots): exit 2 in one line,
+    the report folder still holds the previous report, whole, and no scratch folder."""
+    import errno
+
+    import evalkit.analysis.render as render
+    from evalkit.cli import report_main
+    from tests.fakeruns import make_run
+
+    make_run(tmp_path / "results", "a", [0.1, 0.2, 0.3], [0.2, 0.3, 0.4])
+    make_run(tmp_path / "results", "b", [0.3, 0.2, 0.5], [0.2, 0.1, 0.4])
+    out = tmp_path / "report"
+    report_main([str(tmp_path / "results"), "--out", str(out)])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"report.html", "report.md", "report.csv"} <= set(before)
+    make_run(tmp_path / "results", "c", [0.9, 0.9, 0.9], [0.2, 0.1, 0.4])  # a new report differs
+    real = render.write_text
+
+    def full(path, text):
+        if path.name == "report.md":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, text)
+
+    monkeypatch.setattr(render, "write_text", full)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        report_main([str(tmp_path / "results"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "No space left" in err and len(err.splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "results"]

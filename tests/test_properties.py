@@ -214,7 +214,8 @@ def test_a_grade_is_read_exactly_or_refused_in_one_line(grade):
     from evalkit.data.beir import _qrels_row
     from evalkit.errors import DataError
 
-    ascii_integer = re.fullmatch(r"-?[0-9]+", grade.strip()) is not None  # around: any space
+    spaces = " \t\r\n\v\f"  # around it: C's white space (not \x1f, not U+3000)
+    ascii_integer = re.fullmatch(r"-?[0-9]+", grade.strip(spaces)) is not None
     try:
         _, _, value = _qrels_row(["q1", "d1", grade], "qrels/test.tsv:2")
     except DataError as error:
@@ -222,7 +223,7 @@ def test_a_grade_is_read_exactly_or_refused_in_one_line(grade):
         assert "qrels/test.tsv:2" in str(error) and "\n" not in str(error)
     else:
         assert ascii_integer, grade
-        assert value == int(grade.strip())
+        assert value == int(grade.strip(spaces))
 
 
 @settings(max_examples=200, deadline=None)

@@ -4,6 +4,7 @@ HTML tables, and the report folder (``report.md``, ``report.html``, CSV / Parque
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,12 +54,39 @@ def render_table(frame: pd.DataFrame, kind: str) -> str:
 
 def save_report(self: Report, out: str | Path, title: str = "evalkit report") -> Path:
     """Write ``report.md``, ``report.html``, ``queries.html`` (every query), ``report.csv``
-    / ``.parquet``, ``latency.csv`` and the plots (SVG in the page, PNG for papers)."""
+    / ``.parquet``, ``latency.csv`` and the plots (SVG in the page, PNG for papers), all or
+    none: written beside ``out`` and moved in when complete."""
+    with files_moved_into(Path(out)) as scratch:
+        _write_report(self, scratch, title)
+    return Path(out)
+
+
+@contextlib.contextmanager
+def files_moved_into(out: Path):
+    """A scratch folder beside ``out``; when the block succeeds its files are renamed into
+    ``out`` (renames need no space), when it fails it is deleted: a full disk or a killed
+    report never leaves ``out`` half old and half new."""
+    import os
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)  # a bad --out fails here, before any work
+    scratch = out.parent / f".{out.name}.writing-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        yield scratch
+        for path in sorted(scratch.iterdir()):
+            if path.is_dir() and (out / path.name).is_dir():
+                shutil.rmtree(out / path.name)
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_report(self: Report, out: Path, title: str) -> None:
     from evalkit.analysis.plots import write_plots
     from evalkit.analysis.queries import write_query_view
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     write_parquet(out / "report.parquet", self.table)
     write_text(out / "report.csv", self.table.to_csv(index=False))
     write_text(out / "latency.csv", self.latency_table().to_csv(index=False))
@@ -79,7 +107,6 @@ def save_report(self: Report, out: str | Path, title: str = "evalkit report") ->
             ]
     write_text(out / "report.md", "\n".join(markdown))
     write_text(out / "report.html", _html(title, sections, figures, out))
-    return out
 
 
 def _sections(self: Report, has_queries: bool) -> list[tuple[str, str, pd.DataFrame | None]]:

@@ -178,9 +178,11 @@ def _check_output_dirs(overrides: list[str]) -> None:
                 )
             )
         if not os.access(existing, os.W_OK | os.X_OK):
+            read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+            why = "it is on a read-only file system" if read_only else "no write permission in"
             raise ConfigError(
                 problem(
-                    f"{key}={value} cannot be created: no write permission in {existing}",
+                    f"{key}={value} cannot be created: {why} {existing}",
                     key,
                     "choose a folder you can write to",
                 )

@@ -8,8 +8,10 @@ user may knowingly accept are counted and reported in ``Dataset.warnings``.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,7 +142,8 @@ def _qrels_row(fields: list[str], where: str) -> tuple[str, str, int]:
                 "separate the three columns with tabs",
             )
         )
-    if not GRADE.fullmatch(fields[2].strip()):
+    grade = fields[2].strip(" \t\r\n\v\f")  # C's spaces: str.strip() takes \x1c-\x1f too
+    if not GRADE.fullmatch(grade):
         raise DataError(
             problem(
                 f"relevance must be an integer, found {fields[2]!r}",
@@ -151,7 +154,7 @@ def _qrels_row(fields: list[str], where: str) -> tuple[str, str, int]:
     return (
         check_id(fields[0], where, "query"),
         check_id(fields[1], where, "document"),
-        int(fields[2]),
+        int(grade),
     )
 
 
@@ -256,9 +259,14 @@ def _checked_paths(folder: Path, split: str, on_invalid: str) -> Path:
     if on_invalid not in ON_INVALID:
         raise DataError(problem(f"on_invalid must be one of {ON_INVALID}, found '{on_invalid}'"))
     if not folder.is_dir():
+        try:
+            os.stat(folder)
+            what = "is a file, not a folder"
+        except OSError as error:
+            what = "loops through symlinks" if error.errno == errno.ELOOP else "does not exist"
         raise DataError(
             problem(
-                f"dataset folder does not exist: {folder}",
+                f"dataset folder {what}: {folder}",
                 fix="point dataset.path at a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)",
             )
         )

@@ -100,11 +100,18 @@ def hub_folder(config: DatasetConfig, cache: Path) -> Path:
         return download_beir(config.name, config.url, config.md5, cache)
 
 
+def _folder_name(path: Path) -> str:
+    try:
+        return path.resolve().name
+    except (RuntimeError, OSError):  # a symlink loop (Python < 3.13 raises RuntimeError)
+        return path.name  # load_beir_folder says what is wrong with the folder
+
+
 def load_dataset(config: DatasetConfig, cache_dir: str | Path) -> Dataset:
     """Load the dataset a config describes (see ``conf/dataset/*.yaml``)."""
     name = config.name
     if config.source == "local" and name == "local" and config.path:
-        name = Path(config.path).expanduser().resolve().name  # report it as the folder
+        name = _folder_name(Path(config.path).expanduser())  # report it as the folder
     if config.source == "ir_datasets" and name == "irds" and config.irds_id:
         name = config.irds_id.replace("/", "_")  # report it as the ir_datasets id
     return load_beir_folder(

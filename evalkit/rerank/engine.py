@@ -229,4 +229,15 @@ def _checked_scores(scores, count: int, scorer: Reranker) -> np.ndarray:
                 "score(pairs) must return one float per pair, in input order",
             )
         )
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise ModelError(
+            problem(
+                f"the second stage '{scorer.fingerprint}' returned {bad} NaN or infinite "
+                f"scores for {count} pairs",
+                "reranker",
+                "score(pairs) must return finite floats (a half-precision model that "
+                "overflows does this: try reranker.dtype=fp32)",
+            )
+        )
     return values
