@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -28,6 +29,46 @@ def atomic_write(path: Path, write: Callable[[Path], None], point: str | None = 
     finally:
         if scratch.exists():
             scratch.unlink()
+
+
+@contextlib.contextmanager
+def files_moved_into(out: Path):
+    """Write a set of files all or none: the block writes into a scratch folder beside
+    ``out``; when it succeeds the files are renamed into ``out`` (renames need no space;
+    one writer at a time moves, so two at once leave one whole set), when it fails the
+    scratch is deleted -- a full disk or an error never leaves ``out`` half old, half new.
+    Scratch folders of killed writers (their process gone) are removed on the next call."""
+    import shutil
+
+    from filelock import FileLock
+
+    out.mkdir(parents=True, exist_ok=True)  # a bad path fails here, before any work
+    for stale in out.parent.glob(f".{out.name}.writing-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    scratch = out.parent / f".{out.name}.writing-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        yield scratch
+        with FileLock(str(out / ".writing.lock")):
+            for path in sorted(scratch.iterdir()):
+                if path.is_dir() and (out / path.name).is_dir():
+                    shutil.rmtree(out / path.name)
+                os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def write_text(path: Path, text: str) -> None:

@@ -558,3 +558,58 @@ def test_a_report_that_runs_out_of_space_leaves_the_old_one_whole(tmp_path, monk
     assert exit_info.value.code == 2 and "No space left" in err and len(err.splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "results"]
+
+
+def _write_set(out: str, tag: str) -> None:
+    """A writer of a.txt .. e.txt whose renames are slow (a busy disk) and start together
+    with the other writer's where nothing keeps them apart: at its first rename each says
+    it is ready and waits (2 s at most) for the other."""
+    import os
+    import time
+
+    from evalkit.io import files_moved_into
+
+    real = os.replace
+    meeting = Path(out).parent
+    # A's first rename is late and the rest quick, B's the other way round: unserialised,
+    # a.txt ends up A's and the others B's
+    pauses = iter([0.1, 0.005, 0.005, 0.005, 0.005] if tag == "A" else [0.01, 0.2, 0.2, 0.2, 0.2])
+
+    def slow(source, target):
+        if not (meeting / f"ready-{tag}").exists():
+            (meeting / f"ready-{tag}").touch()
+            deadline = time.monotonic() + 2
+            while len(list(meeting.glob("ready-*"))) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        time.sleep(next(pauses))
+        real(source, target)
+
+    os.replace = slow
+    with files_moved_into(Path(out)) as scratch:
+        for name in "abcde":
+            (scratch / f"{name}.txt").write_text(tag)
+
+
+def test_two_writers_of_one_report_folder_leave_one_whole_set(tmp_path):
+    """Two reports into one --out at once: the renames are serialised, so the folder holds
+    one writer's files, never a mix; a killed writer's scratch folder is removed later."""
+    import multiprocessing
+
+    from evalkit.io import files_moved_into
+
+    out = tmp_path / "report"
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_set, args=(str(out), t)) for t in "AB"]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+        assert writer.exitcode == 0
+    tags = {(out / f"{name}.txt").read_text() for name in "abcde"}
+    assert tags in ({"A"}, {"B"}), tags
+    dead = tmp_path / ".report.writing-999999999"  # no such process
+    (dead / "half").mkdir(parents=True)
+    with files_moved_into(out) as scratch:
+        (scratch / "a.txt").write_text("C")
+    assert not dead.exists() and (out / "a.txt").read_text() == "C"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ready-A", "ready-B", "report"]

@@ -232,14 +232,14 @@ def test_token_budget_batches_cover_every_index_once_longest_first():
 
 
 @given(
-    st.lists(st.integers(1, 600), min_size=1, max_size=300),
+    st.lists(st.integers(0, 600), min_size=1, max_size=300),
     st.integers(1, 20000),
     st.integers(1, 300),
 )
 @settings(max_examples=200, deadline=None)
 def test_exact_width_batches_never_mix_widths_and_stay_in_budget(lengths, max_tokens, max_items):
-    lengths = np.array(lengths)
-    batches = token_budget_batches(lengths, max_tokens, max_items, exact_width=True)
+    batches = token_budget_batches(np.array(lengths), max_tokens, max_items, exact_width=True)
+    lengths = np.maximum(np.array(lengths), 1)  # an empty text (no special tokens) is 1 wide
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
     widths = [int(lengths[b][0]) for b in batches]
     assert widths == sorted(widths, reverse=True)  # longest first

@@ -4,7 +4,6 @@ HTML tables, and the report folder (``report.md``, ``report.html``, CSV / Parque
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from evalkit.analysis.formats import format_cell
-from evalkit.io import write_parquet, write_text
+from evalkit.io import files_moved_into, write_parquet, write_text
 
 if TYPE_CHECKING:
     from evalkit.analysis.report import Report
@@ -59,28 +58,6 @@ def save_report(self: Report, out: str | Path, title: str = "evalkit report") ->
     with files_moved_into(Path(out)) as scratch:
         _write_report(self, scratch, title)
     return Path(out)
-
-
-@contextlib.contextmanager
-def files_moved_into(out: Path):
-    """A scratch folder beside ``out``; when the block succeeds its files are renamed into
-    ``out`` (renames need no space), when it fails it is deleted: a full disk or a killed
-    report never leaves ``out`` half old and half new."""
-    import os
-    import shutil
-
-    out.mkdir(parents=True, exist_ok=True)  # a bad --out fails here, before any work
-    scratch = out.parent / f".{out.name}.writing-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
-    try:
-        yield scratch
-        for path in sorted(scratch.iterdir()):
-            if path.is_dir() and (out / path.name).is_dir():
-                shutil.rmtree(out / path.name)
-            os.replace(path, out / path.name)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _write_report(self: Report, out: Path, title: str) -> None:

@@ -76,12 +76,12 @@ def token_budget_batches(
     """Indices in batches, longest first: a batch grows while ``items x longest`` stays
     within ``max_tokens`` (at least one item) and it holds at most ``max_items``; with
     ``exact_width`` it also never mixes rows of different lengths."""
-    lengths = np.asarray(lengths)
+    lengths = np.maximum(np.asarray(lengths), 1)  # an empty text still takes a row
     order = np.argsort(-lengths, kind="stable")
     batches: list[np.ndarray] = []
     start = 0
     while start < len(order):
-        width = max(int(lengths[order[start]]), 1)
+        width = int(lengths[order[start]])
         size = max(1, min(max_items, max_tokens // width, len(order) - start))
         if exact_width:  # stop where the width changes (the order is sorted)
             size = int(np.searchsorted(-lengths[order[start : start + size]], -width, "right"))
