@@ -47,11 +47,22 @@ def _cache_root_of(path: Path) -> Path | None:
 
 
 def _read_entries(root: Path) -> list[str]:
+    """The manifest's lines; a line that is not UTF-8 (an edit, a torn disk) is skipped,
+    never the whole manifest."""
     try:
-        text = (root / ENTRIES).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        raw = (root / ENTRIES).read_bytes()
+    except OSError:
         return []
-    return [line for line in text.splitlines() if line]
+    lines = []
+    for line in raw.split(b"\n"):
+        try:
+            text = line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            log.warning("%s: skipping a line that is not UTF-8", root / ENTRIES)
+            continue
+        if text:
+            lines.append(text)
+    return lines
 
 
 def record_entry(*paths: Path) -> None:

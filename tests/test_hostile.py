@@ -405,6 +405,8 @@ def test_clear_deletes_only_what_the_manifest_lists(tmp_path, capsys):
     with (root / ENTRIES).open("a") as out_file:  # hostile edits to the manifest
         out_file.write(f"../outside/precious.txt\n{outside / 'precious.txt'}\n")
         out_file.write(f"link/precious.txt\n{ENTRIES}\n{MARKER}\n")
+    with (root / ENTRIES).open("ab") as out_file:
+        out_file.write(b"\xff\xfe a torn line\n")  # skipped alone, not the whole manifest
     sizes = cache_sizes(root)
     assert sizes["runs"] == 100 + len(made.with_name("abc.parquet.xxh3").read_bytes())
     assert sizes["not evalkit's"] > 0
