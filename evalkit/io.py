@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
 from evalkit.faults import checkpoint
 from evalkit.types import DOC_ID, QUERY_ID, RANK, SCORE, rank_run
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], point: str | None = None) -> None:
@@ -69,6 +72,35 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's process
     return True
+
+
+def decoded_lines(handle, path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a binary handle's lines, read as UTF-8: bytes that are not
+    are a one-line error naming ``path:line``; a byte-order mark at the start (editors and
+    Windows tools write one) is removed with a warning, never read as part of an id. The one
+    place evalkit decodes a data file's lines (TREC runs and qrels, BEIR jsonl and tsv)."""
+    from evalkit.errors import DataError, problem
+
+    for number, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(
+                problem(
+                    f"bytes that are not UTF-8 (byte {error.start}: "
+                    f"{raw[error.start : error.start + 1]!r})",
+                    f"{path}:{number}",
+                    f"re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8 {path}",
+                )
+            ) from None
+        if number == 1 and line.startswith("\ufeff"):
+            line = line[1:]
+            log.warning(
+                "%s starts with a UTF-8 byte-order mark: removed, not read as part of the "
+                "first line (trec_eval would read it as part of the first query id)",
+                path,
+            )
+        yield number, line
 
 
 def write_text(path: Path, text: str) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.errors import DataError, problem
+from evalkit.io import decoded_lines
 from evalkit.types import DOC_ID, QUERY_ID, RELEVANCE, SCORE
 
 GRADE = re.compile(r"-?[0-9]+")
@@ -29,18 +30,7 @@ def lines_of(path: Path) -> Iterator[tuple[int, list[str]]]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise DataError(
-                        problem(
-                            f"bytes that are not UTF-8 (byte {error.start}: "
-                            f"{raw[error.start : error.start + 1]!r})",
-                            f"{path}:{number}",
-                            f"re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8 {path}",
-                        )
-                    ) from None
+            for number, line in decoded_lines(handle, path):
                 fields = line.split()
                 if fields and not fields[0].startswith("#"):
                     yield number, fields

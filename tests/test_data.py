@@ -227,3 +227,36 @@ def test_a_dataset_path_that_loops_or_is_a_file_is_one_line(tmp_path):
         config = DatasetConfig(name="local", source="local", path=str(tmp_path / name))
         with pytest.raises(DataError, match=f"dataset folder {words}: .*{name}"):
             load_dataset(config, tmp_path / "cache")
+
+
+def test_a_byte_order_mark_is_removed_from_every_reader(tmp_path, caplog):
+    """Files from editors and Windows tools start with a UTF-8 BOM. It was read as part of
+    the first id: a TREC run and qrels split query 1 in two (nDCG@10 0.6667, not 1.0), and
+    a BEIR folder was refused with a puzzling error. Removed now, with a warning, in every
+    reader; the scores equal those of the same files without it."""
+    import shutil
+
+    from evalkit.data import load_beir_folder
+    from evalkit.external import evaluate_runs
+    from tests.conftest import TOY
+
+    bom = b"\xef\xbb\xbf"
+    qrels = b"1 0 d1 1\r\n1 0 d2 0\r\n2 0 d3 1\r\n"
+    run = b"1 Q0 d1 1 2.0 x\r\n1 Q0 d2 2 1.0 x\r\n2 Q0 d3 1 1.0 x\r\n"
+    for name, data in (("q.txt", qrels), ("r.trec", run), ("bq.txt", bom + qrels)):
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "br.trec").write_bytes(bom + run)
+    with caplog.at_level("WARNING"):
+        marked = evaluate_runs([tmp_path / "br.trec"], tmp_path / "bq.txt", ["nDCG@10", "NumQ"])
+    plain = evaluate_runs([tmp_path / "r.trec"], tmp_path / "q.txt", ["nDCG@10", "NumQ"])
+    assert marked["br"].metrics["first_stage"] == plain["r"].metrics["first_stage"]
+    assert plain["r"].metrics["first_stage"] == {"nDCG@10": 1.0, "NumQ": 2.0}
+    assert caplog.text.count("byte-order mark") == 2
+    expected = load_beir_folder(TOY, "test")
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        folder = tmp_path / name.replace("/", "_")
+        shutil.copytree(TOY, folder)
+        (folder / name).write_bytes(bom + (folder / name).read_bytes())
+        found = load_beir_folder(folder, "test")
+        assert found.qrels.equals(expected.qrels) and found.corpus.equals(expected.corpus)
+        assert found.queries.equals(expected.queries)

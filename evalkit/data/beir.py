@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.errors import DataError, problem
+from evalkit.io import decoded_lines
 from evalkit.trec import GRADE, refuse_repeated_judgments
 from evalkit.types import DOC_ID, QUERY_ID, RELEVANCE, Dataset
 
@@ -33,17 +34,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
     if not path.is_file():
         raise DataError(problem(f"missing file {path.name}", str(path), "a BEIR folder needs it"))
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise DataError(
-                    problem(
-                        f"bytes that are not UTF-8 at byte {error.start} of the line",
-                        f"{path}:{number}",
-                        "re-encode the file as UTF-8 (iconv -f latin1 -t utf-8)",
-                    )
-                ) from None
+        for number, line in decoded_lines(handle, path):
             if not line.strip():
                 continue
             try:
@@ -162,13 +153,8 @@ def _read_qrels(path: Path) -> pd.DataFrame:
     """Read a qrels TSV: header, then ``query-id corpus-id score`` (integers)."""
     rows: list[tuple[str, str, int]] = []
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raise DataError(
-                    problem("bytes that are not UTF-8", f"{path}:{number}", "re-encode as UTF-8")
-                ) from None
+        for number, text in decoded_lines(handle, path):
+            line = text.rstrip("\r\n")
             if not line.strip():
                 continue
             fields = line.split("\t")
