@@ -69,19 +69,24 @@ def record_entry(*paths: Path) -> None:
     """Add ``paths`` (files or folders about to be made) to their cache root's manifest, so
     ``evalkit-cache clear`` deletes them -- and only what was recorded. Paths outside an
     evalkit cache root (no marker above them) are not recorded. Appends take a file lock:
-    the jobs of a sweep share one root."""
+    the jobs of a sweep share one root; a cache hit (everything listed already) reads the
+    manifest once and takes no lock."""
+    names: dict[Path, list[str]] = {}
     for path in paths:
         root = _cache_root_of(path)
-        if root is None:
+        if root is not None:
+            names.setdefault(root, []).append(Path(path).absolute().relative_to(root).as_posix())
+    for root, wanted in names.items():
+        if set(wanted) <= set(_read_entries(root)):
             continue
-        name = Path(path).absolute().relative_to(root).as_posix()
         try:
             with FileLock(str(root / ENTRIES) + ".lock"):
-                if name not in _read_entries(root):
-                    with (root / ENTRIES).open("a", encoding="utf-8") as out:
-                        out.write(name + "\n")
+                listed = set(_read_entries(root))  # again: another job may have added them
+                missing = [n for n in dict.fromkeys(wanted) if n not in listed]
+                with (root / ENTRIES).open("a", encoding="utf-8") as out:
+                    out.write("".join(n + "\n" for n in missing))
         except OSError as error:  # a read-only cache fails where the artifact is written
-            log.debug("could not record %s in %s: %s", name, root / ENTRIES, error)
+            log.debug("could not record %s in %s: %s", wanted, root / ENTRIES, error)
 
 
 def ensure_cache_root(root: str | Path) -> Path:
