@@ -45,12 +45,36 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# instructions that run bf16 matmuls natively (x86; ARM's flag is "bf16"); without one,
+# torch emulates bf16 on the CPU, slower than fp32
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
+    """The CPU's feature flags (x86 ``flags``, ARM ``Features``); None where unknown."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")) and ":" in line:
+            return frozenset(line.split(":", 1)[1].split())
+    return None
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether the CPU has native bf16 instructions; None where that cannot be read."""
+    flags = cpu_flags(cpuinfo)
+    return None if flags is None else bool(flags & BF16_FLAGS)
+
+
 def hardware() -> dict:
     info = {
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "platform": platform.platform(),
+        "cpu_bf16": cpu_has_bf16(),
     }
     try:
         pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")

@@ -178,3 +178,42 @@ def test_cost_only_quality_pass_runs_when_asked(tmp_path, session_cache):
     metrics = run_experiment(cfg, tmp_path / "cost").metrics
     assert metrics["quality_meaningful"] is False and "reranked" in metrics
     assert "plumbing check" in metrics["quality_note"]
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, expected",
+    [
+        ("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n", True),
+        ("processor\t: 0\nflags\t\t: fpu sse avx2 vaes\n", False),
+        ("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n", True),  # ARM
+        ("processor\t: 0\nmodel name\t: unknown\n", None),  # no flags line
+    ],
+)
+def test_cpu_bf16_read_from_the_flags(cpuinfo, expected, tmp_path):
+    from evalkit.env import cpu_has_bf16
+
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert cpu_has_bf16(tmp_path / "cpuinfo") is expected
+    assert cpu_has_bf16(tmp_path / "missing") is None
+
+
+def test_emulated_bf16_on_cpu_is_said_once(monkeypatch, caplog):
+    import torch
+
+    import evalkit.env
+    from evalkit.models import loading
+
+    monkeypatch.setattr(loading, "_WARNED", set())
+    monkeypatch.setattr(evalkit.env, "cpu_has_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="evalkit.models.loading"):
+        assert loading.resolve_dtype("bf16", "cpu") is torch.bfloat16
+        assert loading.resolve_dtype("bf16", "cpu") is torch.bfloat16
+        assert loading.resolve_dtype("fp32", "cpu") is torch.float32
+    said = [r.getMessage() for r in caplog.records if "emulates" in r.getMessage()]
+    assert len(said) == 1 and "dtype=fp32" in said[0]
+    caplog.clear()
+    monkeypatch.setattr(loading, "_WARNED", set())
+    monkeypatch.setattr(evalkit.env, "cpu_has_bf16", lambda: True)
+    with caplog.at_level("WARNING", logger="evalkit.models.loading"):
+        loading.resolve_dtype("bf16", "cpu")
+    assert not [r for r in caplog.records if "emulates" in r.getMessage()]

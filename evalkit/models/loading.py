@@ -46,7 +46,26 @@ def resolve_dtype(dtype: str, device: str):
         raise ConfigError(problem(f"unknown dtype '{dtype}'", fix=f"use one of {DTYPES}"))
     if dtype == "auto":
         return torch.float16 if device.startswith("cuda") else torch.float32
+    if dtype == "bf16" and device == "cpu":
+        warn_if_bf16_emulated()
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+
+
+_WARNED: set[str] = set()
+
+
+def warn_if_bf16_emulated() -> None:
+    """Say once per process when bf16 on this CPU is emulated (no bf16 instructions)."""
+    from evalkit.env import cpu_has_bf16
+
+    if cpu_has_bf16() is False and "bf16" not in _WARNED:
+        _WARNED.add("bf16")
+        log.warning(
+            "dtype=bf16 on a CPU without bf16 instructions (avx512_bf16, amx_bf16): torch "
+            "emulates it, which is usually slower than fp32 (5x slower on an AVX2-only "
+            "AMD EPYC, docs/benchmarks.md); timings measure that emulation. Use dtype=fp32 "
+            "here, or time both."
+        )
 
 
 def dtype_name(torch_dtype) -> str:
