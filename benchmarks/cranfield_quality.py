@@ -47,6 +47,7 @@ def main() -> None:
         "BM25 -> random MiniLM-L6 cross-encoder @10 (plumbing)": [
             "reranker=minilm_l6",
             "reranker.weights=random",
+            "eval.cost_only_quality=true",  # cost-only runs skip the quality rerank by default
             "pipeline.depth=10",
         ],
     }
@@ -72,6 +73,9 @@ def main() -> None:
             start = time.perf_counter()
             record = run_experiment(cfg, Path(scratch) / "run").metrics_record
             wall = time.perf_counter() - start
+        reranks = any(o.startswith("reranker=") and o != "reranker=none" for o in overrides)
+        if reranks and not record.reranked:
+            raise SystemExit(f"{name}: the run has no reranked metrics (it did not rerank)")
         values = record.reranked or record.first_stage
         rows.append((name, values, wall))
         print(name, {m: round(values[m], 4) for m in MEASURES}, f"{wall:.1f}s", flush=True)

