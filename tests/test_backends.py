@@ -168,3 +168,41 @@ def test_quantize_without_a_cpu_runtime_is_refused():
 
     with pytest.raises(ConfigError, match="needs backend=onnx or backend=openvino"):
         validate(compose(["reranker=minilm_l6", "reranker.quantize=int8"]))
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_a_full_run_with_an_exported_bi_encoder(tmp_path, tiny_bi_encoder, backend):
+    """The engine, the throughput pass and the online pass on an exported bi-encoder (the
+    engine asks every scorer for its time split: the ONNX bi-encoder once had none and
+    every such run stopped with an internal error)."""
+    from evalkit.runner import run_experiment
+    from tests.conftest import cranfield_overrides
+
+    def run(*extra):
+        overrides = cranfield_overrides(
+            tmp_path / "cache",
+            "reranker=biencoder",
+            f"reranker.model={tiny_bi_encoder}",
+            "dataset.max_queries=6",
+            "pipeline.depth=10",
+            *extra,
+        )
+        return run_experiment(compose(overrides), tmp_path / (extra[-1] if extra else "torch"))
+
+    torch_run, exported = run(), run(f"reranker.backend={backend}")
+    assert exported.metrics["reranked"]["nDCG@10"] == pytest.approx(
+        torch_run.metrics["reranked"]["nDCG@10"], abs=1e-6
+    )
+    split = exported.latency["online"]["rerank_split"]
+    assert split["forward_s"] > 0 and split["tokenize_s"] >= 0
+
+
+def test_an_exported_bi_encoder_without_a_known_layout_tokenizes_text(tmp_path, tiny_bi_encoder):
+    bi = scorer(tmp_path, "bi", tiny_bi_encoder, "reranker.backend=onnx")
+    texts = [d for _, d in pairs(40)]
+    assembled = bi.encoder.encode(texts)
+    bi.encoder.inputs.layout = None  # as for a tokenizer the assembly does not know
+    as_text = bi.encoder.encode(texts)
+    assert as_text.shape == assembled.shape == (40, 64)
+    assert np.abs(as_text - assembled).max() < 1e-5
+    assert bi.encoder.take_split().forward > 0

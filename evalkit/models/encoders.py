@@ -173,23 +173,11 @@ class _TextPath:
     def encode(
         self, texts: list[str], batch_size: int, split: TimeSplit, show_progress: bool = False
     ) -> np.ndarray:
-        import time
-
         import torch
 
-        started = time.perf_counter()
-        store = self.inputs.store
-        before = store.seconds_tokenizing
-        ids = store.ids(texts)
-        split.tokenize += store.seconds_tokenizing - before
-        limit = getattr(self.model, "max_seq_length", None)
-        widths = np.array([len(i) + self.inputs.layout.added for i in ids])
-        widths = np.minimum(widths, limit) if limit else widths
-        out: np.ndarray | None = None
         cuda = self.device.startswith("cuda")
 
-        def build(batch):
-            arrays = self.inputs.features([ids[i] for i in batch], limit)
+        def prepare(arrays):
             tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
             if cuda:
                 tensors = {
@@ -203,21 +191,66 @@ class _TextPath:
                 embedded = torch.nn.functional.normalize(embedded.float(), p=2, dim=1)
                 return embedded.cpu().numpy()
 
-        def done(batch, values):
-            nonlocal out
-            if out is None:
-                out = np.zeros((len(texts), values.shape[1]), dtype=np.float32)
-            out[batch] = values
-            bar.update(len(batch))
+        limit = getattr(self.model, "max_seq_length", None)
+        return encode_texts(
+            texts,
+            self.inputs,
+            limit,
+            batch_size,
+            self.device,
+            prepare,
+            forward,
+            split,
+            show_progress,
+        )
 
-        cap = limit or int(widths.max())
-        with encode_bar(len(texts), show_progress) as bar:
-            run_with_budget(
-                widths,
-                batch_size * cap,
-                batch_size * 8,
-                lambda batches: run_batches(batches, build, forward, done, split),
-                exact_widths(self.device),
-            )
-        split.total += time.perf_counter() - started
-        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+def encode_texts(
+    texts: list[str],
+    inputs,
+    limit: int | None,
+    batch_size: int,
+    device: str,
+    prepare: Callable[[dict], object],
+    forward: Callable[[object], np.ndarray],
+    split: TimeSplit,
+    show_progress: bool = False,
+) -> np.ndarray:
+    """The text input path every encoder shares (torch, ONNX Runtime, OpenVINO): each
+    unique text tokenized once (``inputs``, a :class:`~evalkit.models.tokens.TextInputs`),
+    its inputs assembled from the ids, token-budget batches of ``batch_size x limit`` padded
+    tokens (one width per batch on CPU) built on a worker beside the model.
+    ``prepare(arrays)`` turns a batch's int64 arrays into the model's inputs (on the
+    worker), ``forward(prepared) -> float32 [n, d]``; the seconds go to ``split``."""
+    import time
+
+    started = time.perf_counter()
+    store = inputs.store
+    before = store.seconds_tokenizing
+    ids = store.ids(texts)
+    split.tokenize += store.seconds_tokenizing - before
+    widths = np.array([len(i) + inputs.layout.added for i in ids])
+    widths = np.minimum(widths, limit) if limit else widths
+    out: np.ndarray | None = None
+
+    def build(batch):
+        return prepare(inputs.features([ids[i] for i in batch], limit))
+
+    def done(batch, values):
+        nonlocal out
+        if out is None:
+            out = np.zeros((len(texts), values.shape[1]), dtype=np.float32)
+        out[batch] = values
+        bar.update(len(batch))
+
+    cap = limit or int(widths.max())
+    with encode_bar(len(texts), show_progress) as bar:
+        run_with_budget(
+            widths,
+            batch_size * cap,
+            batch_size * 8,
+            lambda batches: run_batches(batches, build, forward, done, split),
+            exact_widths(device),
+        )
+    split.total += time.perf_counter() - started
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)

@@ -23,11 +23,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 
 from evalkit.errors import ModelError, problem
+from evalkit.models.batches import TimeSplit
 from evalkit.models.tokens import TextInputs
 from evalkit.rerank.cross_encoder import PairScorer
 
@@ -253,47 +255,67 @@ class OnnxBiEncoder:
         batch_size: int = 64,
         fingerprint: str = "",
     ) -> None:
-        self.runtime, self.tokenizer = runtime, tokenizer
-        self.max_length = max_length
+        self.runtime, self.tokenizer, self.max_length = runtime, tokenizer, max_length
         self.pooling, self.normalize = pooling, normalize
-        self.batch_size = batch_size
-        self.fingerprint = fingerprint
-        self.device = "cpu"
+        self.batch_size, self.fingerprint, self.device = batch_size, fingerprint, "cpu"
         self.inputs = TextInputs(tokenizer)
+        self.split = TimeSplit()
+
+    def take_split(self) -> TimeSplit:
+        """Tokenize / wait / forward seconds since the last call."""
+        split, self.split = self.split, TimeSplit()
+        return split
 
     def encode(self, texts: list[str], prefix: str = "", quiet: bool = False) -> np.ndarray:
         """Normalised (when the model normalises) embeddings of ``prefix + text``, through
-        the shared input path: each unique text tokenized once, inputs assembled from its
-        ids, longest first (``quiet`` is accepted for the torch encoder's signature)."""
+        the shared input path (:func:`~evalkit.models.encoders.encode_texts`: each unique
+        text tokenized once, token-budget batches built beside the runtime); ``quiet`` is
+        accepted for the torch encoder's signature."""
+        from evalkit.models.encoders import encode_texts
+
         texts = [prefix + t for t in texts]
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        ids = self.inputs.store.ids(texts) if self.inputs.layout is not None else None
-        widths = [len(i) for i in ids] if ids is not None else [len(t) for t in texts]
-        order = np.argsort([-w for w in widths], kind="stable")
+        limit = self.max_length or _model_max(self.tokenizer)
+        if self.inputs.layout is None:  # a layout the assembly does not know: text batches
+            return self._encode_text(texts, limit)
+        return encode_texts(
+            texts,
+            self.inputs,
+            limit,
+            self.batch_size,
+            "cpu",
+            lambda arrays: arrays,
+            self._embed,
+            self.split,
+        )
+
+    def _embed(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        hidden = np.asarray(self.runtime.run(feeds), dtype=np.float32)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = feeds["attention_mask"][..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        if self.normalize:
+            pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled.astype(np.float32)
+
+    def _encode_text(self, texts: list[str], limit: int | None) -> np.ndarray:
+        """The tokenizer's own call per batch of ``batch_size`` texts, longest first."""
+        started = time.perf_counter()
+        order = np.argsort([-len(t) for t in texts], kind="stable")
         out = []
         for start in range(0, len(order), self.batch_size):
             part = order[start : start + self.batch_size]
-            feeds = self._feeds(part, texts, ids)
-            hidden = np.asarray(self.runtime.run(feeds), dtype=np.float32)
-            if self.pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                mask = feeds["attention_mask"][..., None].astype(np.float32)
-                pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-            if self.normalize:
-                pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-            out.append(pooled.astype(np.float32))
+            out.append(self._embed(_feeds(self.tokenizer, [texts[i] for i in part], None, limit)))
         embeddings = np.concatenate(out)
         result = np.empty_like(embeddings)
         result[order] = embeddings
+        seconds = time.perf_counter() - started
+        self.split.forward += seconds
+        self.split.total += seconds
         return result
-
-    def _feeds(self, part, texts, ids) -> dict[str, np.ndarray]:
-        if ids is None:  # a layout the assembly does not know: the tokenizer's own call
-            return _feeds(self.tokenizer, [texts[i] for i in part], None, self.max_length)
-        limit = self.max_length or _model_max(self.tokenizer)
-        return self.inputs.features([ids[i] for i in part], limit)
 
 
 def _model_max(tokenizer) -> int | None:
