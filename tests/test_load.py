@@ -149,3 +149,41 @@ def test_a_server_that_cannot_keep_up_is_stopped_and_counted():
     # a lower bound of their latency
     by_hand = [1.0, 1.9, 2.8, 3.7] + [max(4.0 - 0.1 * i, 0.0) for i in range(4, 50)]
     assert point.p95_ms == pytest.approx(np.percentile(by_hand, 95) * 1000)
+
+
+def test_the_p95_band_of_runs_of_one_length():
+    """A queue's p95 from a few hundred queries spreads: the band of same-length simulated
+    runs holds the long-run p95, narrows as runs lengthen, and is one value where nothing
+    queues (fixed service, arrivals far apart)."""
+    from evalkit.measure.simulate import p95_band
+
+    model = ServiceModel(fixed=10.0, per_query=0.0, per_pair=0.0, per_token=0.0)
+    shapes = [Query("q", pairs=10, tokens=100)]
+    batching = Batching(10, 0.0)  # one query per batch: an M/D/1 queue at 10 ms
+    long_run = predict(shapes, model, batching, qps=50, count=40_000).p95_ms
+    short = p95_band(shapes, model, batching, qps=50, count=200)
+    longer = p95_band(shapes, model, batching, qps=50, count=3000)
+    assert short[0] < long_run < short[1]
+    assert longer[0] < long_run < longer[1]
+    assert longer[1] - longer[0] < (short[1] - short[0]) / 2  # about 1/sqrt(15) as wide
+    assert short[1] < 3 * long_run  # a p95 three times the model's is outside it
+    calm = p95_band(shapes, model, batching, qps=0.01, count=50)
+    assert calm == pytest.approx((10.0, 10.0), abs=1e-6)
+
+
+def test_the_summary_says_whether_measured_p95s_lie_in_the_band():
+    from evalkit.analysis.summary import _load_lines
+    from evalkit.results.run_records import LoadCurve, SimulatorCheck
+
+    def curve(*checks):
+        return LoadCurve((), 64, 20.0, 0, {}, (), validation=checks, validation_tolerance=0.15)
+
+    inside = _load_lines(curve(SimulatorCheck(1.0, 0.08, True), SimulatorCheck(2.0, 0.28, True)))
+    assert inside[-1] == (
+        "simulator check at one replica: worst p95 error 28% (outside 15%); every measured "
+        "p95 inside the range (5-95%) of simulated runs of the same length"
+    )
+    outside = _load_lines(curve(SimulatorCheck(1.0, 0.08, True), SimulatorCheck(3.0, 0.5, False)))
+    assert outside[-1].endswith("outside the range of simulated runs of the same length at 3 QPS")
+    old = _load_lines(curve(SimulatorCheck(1.0, 0.05)))  # a load.json without the band
+    assert old[-1] == "simulator check at one replica: worst p95 error 5% (within 15%)"

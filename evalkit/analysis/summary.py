@@ -101,8 +101,20 @@ def _load_lines(load: LoadCurve | None) -> list[str]:
     if load.validation:
         worst = max(abs(c.relative_error) for c in load.validation)
         tolerance = load.validation_tolerance
-        lines.append(
+        line = (
             f"simulator check at one replica: worst p95 error {worst:.0%} "
             f"({'within' if worst <= tolerance else 'outside'} {tolerance:.0%})"
         )
+        banded = [c for c in load.validation if c.within_band is not None]
+        if banded:
+            outside = [f"{c.offered_qps:g}" for c in banded if not c.within_band]
+            line += (
+                "; measured p95 outside the range of simulated runs of the same length at "
+                + ", ".join(outside)
+                + " QPS"
+                if outside
+                else "; every measured p95 inside the range (5-95%) of simulated runs of the "
+                "same length"
+            )
+        lines.append(line)
     return lines

@@ -16,7 +16,7 @@ from evalkit.measure.latency import latency_device, timed_sample
 from evalkit.measure.load import Batching, Query, curve_summary, load_curve
 from evalkit.measure.online import cuda_synchronizer
 from evalkit.measure.shapes import rerank_shapes
-from evalkit.measure.simulate import VALIDATION_TOLERANCE, ServiceModel, predict
+from evalkit.measure.simulate import VALIDATION_TOLERANCE, ServiceModel, p95_band, predict
 from evalkit.pipeline import StageRuns, TwoStage
 from evalkit.rerank.base import head_pairs
 from evalkit.retrieve.base import doc_texts_by_id
@@ -71,7 +71,7 @@ def measure_load(
         "service_model": model.to_dict(),
         "query_shapes": [[s.pairs, s.tokens] for s in shapes],
         "simulated": simulated,
-        "validation": _validation(points, simulated["1"]),
+        "validation": _validation(points, simulated["1"], shapes, model, batching, config.seed),
         "validation_tolerance": VALIDATION_TOLERANCE,
         "mean_tokens_per_query": float(np.mean([s.tokens for s in shapes])) if shapes else 0.0,
     }
@@ -122,13 +122,16 @@ def _simulated(shapes, model: ServiceModel, batching: Batching, points, seed: in
     return simulated
 
 
-def _validation(points, predicted_points: list[dict]) -> list[dict]:
-    """Simulated vs measured p95 on one replica, at every rate that did not saturate."""
+def _validation(points, predicted_points: list[dict], shapes, model, batching, seed) -> list[dict]:
+    """Simulated vs measured p95 on one replica, at every rate that did not saturate: the
+    relative error against the long simulated run, and whether the measured p95 lies in the
+    band simulated runs of the measured length reach (5th-95th percentile)."""
     validation = []
     for measured, predicted in zip(points, predicted_points, strict=True):
         if measured.saturated:
             continue
         error = predicted["p95_ms"] / measured.p95_ms - 1
+        band = p95_band(shapes, model, batching, measured.offered_qps, measured.queries, seed)
         validation.append(
             {
                 "offered_qps": measured.offered_qps,
@@ -136,6 +139,8 @@ def _validation(points, predicted_points: list[dict]) -> list[dict]:
                 "simulated_p95_ms": predicted["p95_ms"],
                 "relative_error": error,
                 "within_tolerance": bool(abs(error) <= VALIDATION_TOLERANCE),
+                "band_p95_ms": list(band),
+                "within_band": bool(band[0] <= measured.p95_ms <= band[1]),
             }
         )
     return validation

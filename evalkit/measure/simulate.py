@@ -27,6 +27,7 @@ from evalkit.measure.load import (
 )
 
 VALIDATION_TOLERANCE = 0.15  # simulated p95 within 15% of the measured p95 below saturation
+BAND_RUNS = 40  # simulated runs of the measured length behind the chance band of a p95
 
 
 @dataclass(frozen=True)
@@ -190,3 +191,23 @@ def predict(
     chosen = [shapes[int(i)] for i in rng.integers(len(shapes), size=count)]
     latency, wait, batches = simulate(arrivals, chosen, model, batching, replicas, seed)
     return summarise(qps, arrivals, latency, wait, batches, servers=replicas)
+
+
+def p95_band(
+    shapes: Sequence[Query],
+    model: ServiceModel,
+    batching: Batching,
+    qps: float,
+    count: int,
+    seed: int = 0,
+    runs: int = BAND_RUNS,
+) -> tuple[float, float]:
+    """The 5th and 95th percentiles of the p95 over ``runs`` simulated one-replica runs of
+    ``count`` queries each: how far one measured run of that length may fall from the model
+    by chance (a queue's p95 from a few hundred queries spreads widely near saturation)."""
+    values = [
+        predict(shapes, model, batching, qps, 1, count=count, seed=seed + 1 + i).p95_ms
+        for i in range(runs)
+    ]
+    low, high = np.percentile(values, [5, 95])
+    return float(low), float(high)

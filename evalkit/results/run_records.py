@@ -257,6 +257,7 @@ class SimulatorCheck:
 
     offered_qps: float
     relative_error: float
+    within_band: bool | None = None  # measured p95 inside simulated same-length runs' 5-95%
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,9 @@ class LoadCurve:
             query_shapes=tuple((int(p), int(t)) for p, t in data["query_shapes"]),
             simulated={int(k): _points(v) for k, v in (data.get("simulated") or {}).items()},
             validation=tuple(
-                SimulatorCheck(float(c["offered_qps"]), float(c["relative_error"]))
+                SimulatorCheck(
+                    float(c["offered_qps"]), float(c["relative_error"]), c.get("within_band")
+                )
                 for c in data.get("validation") or []
             ),
             validation_tolerance=float(data.get("validation_tolerance", 0.0)),
