@@ -179,7 +179,7 @@ def main() -> None:
 
 def targets(rates: dict) -> list[str]:
     """Issue 23's GPU targets against this run's rows (MiniLM-L6, its best dtype)."""
-    found = {d: rates[k] for k in rates if k[0] == "minilm_l6" for d in [k[1]]}
+    found = {dtype: row for (name, dtype), row in rates.items() if name == "minilm_l6"}
     if not found:
         return []
     fastest = max(found, key=lambda d: found[d][0])

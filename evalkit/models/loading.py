@@ -58,7 +58,7 @@ def warn_if_bf16_emulated() -> None:
     """Say once per process when bf16 on this CPU is emulated (no bf16 instructions)."""
     from evalkit.env import cpu_has_bf16
 
-    if cpu_has_bf16() is False and "bf16" not in _WARNED:
+    if "bf16" not in _WARNED and cpu_has_bf16() is False:
         _WARNED.add("bf16")
         log.warning(
             "dtype=bf16 on a CPU without bf16 instructions (avx512_bf16, amx_bf16): torch "
