@@ -24,7 +24,11 @@ from tests.test_e2e import evalkit_cli
 
 pytestmark = pytest.mark.slow
 
-SIDE_PACKAGES = ["sentence-transformers==5.3.0", "transformers==5.3.0"]
+# transformers[kernels]: newer transformers releases require ``kernels`` 0.19, which the side
+# environment sees through the .pth line, and transformers 5.3.0 fails to import with it
+# ("Either a revision or a version must be specified."); the extra installs the kernels
+# release 5.3.0 was written for (>=0.10.2,<0.11) in the side environment, ahead of the outer one.
+SIDE_PACKAGES = ["sentence-transformers==5.3.0", "transformers[kernels]==5.3.0"]
 PYLATE = ["pylate==1.6.0", "ujson==5.12.0", "fastkmeans==0.5.0"]  # without fast-plaid (indexes)
 
 

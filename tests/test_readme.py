@@ -61,6 +61,20 @@ def test_every_code_block_says_whether_it_is_run():
             assert (ROOT / block.kind.split()[1]).is_file()
 
 
+def test_the_colbert_recipe_installs_what_its_test_installs():
+    """The README's side-environment recipe is run by tests/test_colbert.py, with that file's
+    pins: the two must name the same packages, or the recipe drifts untested."""
+    from tests.test_colbert import PYLATE, SIDE_PACKAGES
+
+    [block] = [b for b in blocks() if b.kind == "tested-by tests/test_colbert.py"]
+    installs = [
+        [word.strip("'") for word in line.split()[2:] if word != "--no-deps"]
+        for line in block.text.splitlines()
+        if line.startswith(".venv-colbert/bin/pip install")
+    ]
+    assert installs == [SIDE_PACKAGES, PYLATE]
+
+
 def shell(command: str, cwd: Path, env: dict) -> str:
     done = subprocess.run(
         ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=1500
