@@ -110,6 +110,30 @@ def test_near_the_budget_errors_stay_within_the_error_rate(budget):
     assert sum(set(pair) == {"fits", "out"} for pair in pairs) <= 0.025 * len(pairs)
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_once_stopped_the_loop_asks_no_more_and_starts_nothing(concurrency):
+    """After the evidence suffices, the remaining queries neither run nor re-ask the rule
+    (before, each of them recomputed the verdict, and with several workers a query in
+    flight could move the count off a look and restart the loop)."""
+    clock = FakeClock()
+    asked: list[int] = []
+
+    def enough(totals):
+        asked.append(len(totals))
+        return len(totals) >= 10
+
+    result = measure_online(
+        timed_system(0, clock),
+        list(range(400)),
+        warmup=0,
+        clock=clock,
+        concurrency=concurrency,
+        stop_when=enough,
+    )
+    assert result.measured <= 10 + concurrency - 1
+    assert len(asked) <= result.measured + concurrency - 1
+
+
 def test_undetermined_says_how_many_queries_would_decide():
     rng = np.random.default_rng(0)
     samples = rng.lognormal(np.log(100), 0.4, size=10).tolist()

@@ -122,11 +122,16 @@ def measure_online(
     sync()
     begin = clock()
     totals: list[float] = []
+    stopped = threading.Event()  # once the budget is spent or the evidence suffices
 
     def record(index: int) -> None:
+        if stopped.is_set():
+            return
         if index > 0 and budget_ns is not None and clock() - begin > budget_ns:
+            stopped.set()
             return
         if index > 0 and stop_when is not None and stop_when(list(totals)):
+            stopped.set()
             return
         timings = one(queries[index])
         with lock:
