@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 PACKAGES = (
@@ -81,10 +82,13 @@ def hardware() -> dict:
         info["memory_gib"] = round(pages * size / 2**30, 1)
     except (ValueError, OSError):
         pass
-    import torch
-
-    info["torch_threads"] = torch.get_num_threads()
-    info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    # torch's threads and GPU, where this run used torch. A run that never loaded it (an
+    # HTTP reranker, a run file, a plain-Python plugin) ran every timed stage on the CPU:
+    # importing torch here only to say so cost 3.5 s of each such run.
+    torch = sys.modules.get("torch")
+    info["torch_loaded"] = torch is not None
+    info["torch_threads"] = torch.get_num_threads() if torch else None
+    info["gpu"] = torch.cuda.get_device_name(0) if torch and torch.cuda.is_available() else None
     return info
 
 
@@ -120,8 +124,6 @@ def code_version() -> str:
 
 
 def environment(models: dict[str, str]) -> dict:
-    import sys
-
     return {
         "python": sys.version.split()[0],
         "packages": package_versions(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -152,3 +153,37 @@ def test_p95_confidence_interval_from_order_statistics():
     coverage = binom.cdf(196, 200, 0.95) - binom.cdf(183, 200, 0.95)
     assert (low, high) == (184.0, 197.0) and coverage >= 0.95
     assert quantile_ci([1.0, 2.0, 3.0])[1] is None  # too few samples for an upper bound
+
+
+def test_a_run_without_torch_neither_imports_it_nor_claims_its_threads():
+    """An HTTP / run-file / plain-Python system is timed without importing torch (its
+    threads are not set and env.json says torch was not loaded); once torch is loaded, its
+    threads are set around the block and recorded."""
+    import subprocess
+    import sys
+
+    code = """
+import json, sys
+from evalkit.env import hardware
+from evalkit.measure.machine import torch_threads
+with torch_threads(1):
+    pass
+before = hardware()
+assert "torch" not in sys.modules
+import torch
+torch.set_num_threads(2)
+with torch_threads(1):
+    inside = torch.get_num_threads()
+print(json.dumps([before, hardware(), inside, torch.get_num_threads()]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    without, loaded, inside, after = json.loads(done.stdout)
+    assert (without["torch_loaded"], without["torch_threads"], without["gpu"]) == (
+        False,
+        None,
+        None,
+    )
+    assert loaded["torch_loaded"] is True and loaded["torch_threads"] == 2
+    assert (inside, after) == (1, 2)

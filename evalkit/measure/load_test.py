@@ -7,6 +7,7 @@ simulation is :mod:`evalkit.measure.simulate`; this module runs them on a built 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -147,8 +148,7 @@ def _validation(points, predicted_points: list[dict], shapes, model, batching, s
 
 
 def _conditions(config: Config) -> dict:
-    import torch
-
+    torch = sys.modules.get("torch")  # a system without torch has no torch threads
     lat = config.latency
     return {
         "max_batch_pairs": lat.max_batch_pairs,
@@ -158,5 +158,5 @@ def _conditions(config: Config) -> dict:
         "depth": config.pipeline.depth,
         "seed": config.seed,
         "device": latency_device(),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads() if torch else None,
     }
