@@ -26,6 +26,12 @@ def pytest_addoption(parser):
     )
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts): one worker per core, at most 8 (each loads torch
+    and its models; past 8 a big box gains little and holds many copies in memory)."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
 def pytest_collection_modifyitems(config, items):
     """Plain ``pytest`` is the fast tier; ``pytest --slow`` runs everything."""
     if config.getoption("--slow"):

@@ -170,7 +170,10 @@ def test_quantize_without_a_cpu_runtime_is_refused():
         validate(compose(["reranker=minilm_l6", "reranker.quantize=int8"]))
 
 
-@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+@pytest.mark.parametrize(
+    "backend",
+    ["onnx", pytest.param("openvino", marks=pytest.mark.slow)],  # one full run fast
+)
 def test_a_full_run_with_an_exported_bi_encoder(tmp_path, tiny_bi_encoder, backend):
     """The engine, the throughput pass and the online pass on an exported bi-encoder (the
     engine asks every scorer for its time split: the ONNX bi-encoder once had none and

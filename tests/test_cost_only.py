@@ -57,6 +57,7 @@ def test_cost_only_reranker_builds_and_scores(model, tmp_path):
     assert scores[0] == pytest.approx(scores[2], rel=1e-5) and scores[0] != scores[1]
 
 
+@pytest.mark.slow  # an end-to-end run in a subprocess (the fast tier stays under 3 min)
 def test_full_size_minilm_l6_cost_only_run_marks_quality_not_meaningful(tmp_path, session_cache):
     from evalkit.runner import run_experiment
 

@@ -167,6 +167,7 @@ def test_a_run_with_load_qps_writes_the_curve_and_decide_answers_from_it(tmp_pat
     assert "QPS rule with a load curve" in decide.stdout
 
 
+@pytest.mark.slow  # an end-to-end run in a subprocess (the fast tier stays under 3 min)
 def test_queries_a_policy_keeps_unreranked_cost_no_pairs_under_load(tmp_path):
     import json
 

@@ -207,6 +207,7 @@ def test_biencoder_second_stage_rescores_bm25_candidates(tmp_path, minilm_path, 
     assert metrics["quality_meaningful"] is True
 
 
+@pytest.mark.slow  # an end-to-end run in a subprocess (the fast tier stays under 3 min)
 def test_a_folder_of_another_config_is_not_overwritten(tmp_path, session_cache):
     folder = tmp_path / "run"
     base = cranfield_overrides(session_cache, "reranker=none", "latency.enabled=false")

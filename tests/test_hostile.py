@@ -592,6 +592,7 @@ def _write_set(out: str, tag: str) -> None:
             (scratch / f"{name}.txt").write_text(tag)
 
 
+@pytest.mark.slow  # an end-to-end run in a subprocess (the fast tier stays under 3 min)
 def test_two_writers_of_one_report_folder_leave_one_whole_set(tmp_path):
     """Two reports into one --out at once: the renames are serialised, so the folder holds
     one writer's files, never a mix; a killed writer's scratch folder is removed later."""

@@ -232,6 +232,7 @@ def test_a_cross_encoder_served_over_http_scores_like_the_local_one(tmp_path, ti
         assert np.allclose(remote.score(PAIRS), local.score(PAIRS), atol=1e-5)
 
 
+@pytest.mark.slow  # an end-to-end run in a subprocess (the fast tier stays under 3 min)
 def test_a_run_killed_mid_way_pays_only_for_the_rest(tmp_path, monkeypatch):
     """SIGKILL right after the first answered request is cached (as a pre-emption would):
     the rerun sends only the documents that were not answered."""

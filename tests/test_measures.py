@@ -118,7 +118,7 @@ class _rev(str):
         return str.__gt__(self, other)
 
 
-@pytest.mark.parametrize("tie_decimals", [None, 0])
+@pytest.mark.parametrize("tie_decimals", [None, pytest.param(0, marks=pytest.mark.slow)])
 def test_every_default_measure_agrees_with_pytrec_eval_on_cranfield(cranfield, tie_decimals):
     from evalkit.retrieve.bm25 import BM25Retriever
 

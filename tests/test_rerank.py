@@ -250,6 +250,7 @@ def test_cache_clear_refuses_a_folder_evalkit_did_not_make(tmp_path, capsys):
     assert (tmp_path / "runs" / "my-experiment.txt").read_text() == "precious"
 
 
+@pytest.mark.slow  # an end-to-end run in a subprocess (the fast tier stays under 3 min)
 def test_cache_clear_empties_every_kind_a_run_made_and_nothing_else(
     tmp_path, minilm_path, tiny_cross_encoder
 ):

@@ -134,6 +134,7 @@ def test_decide_selective_recommends_the_policy_with_its_evidence(tmp_path):
     assert "always-rerank gains +0.0000" in chosen["message"]
 
 
+@pytest.mark.slow  # an end-to-end run in a subprocess (the fast tier stays under 3 min)
 def test_a_runnable_policy_reranks_exactly_the_queries_it_selects(tmp_path, tiny_cross_encoder):
     from evalkit.runner import run_experiment
     from evalkit.trec import read_trec_run
