@@ -23,6 +23,23 @@ from evalkit.io import decoded_lines
 from evalkit.types import DOC_ID, QUERY_ID, RELEVANCE, SCORE
 
 GRADE = re.compile(r"-?[0-9]+")
+# trec_eval splits fields on C's isspace() (the C locale): space, \t, \n, \v, \f, \r.
+# str.split() also splits on the characters below, which trec_eval reads as part of a field
+# (a no-break space inside a docno, an ASCII separator control); a test derives them.
+NOT_C_SPACE = re.compile("[\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+C_SPACE_RUN = re.compile("[ \t\n\r\v\f]+")
+
+
+def trec_fields(line: str) -> list[str]:
+    """A line's fields as trec_eval separates them (``str.split`` wherever that agrees).
+
+    Example:
+        >>> trec_fields("1 Q0 d\u00a0x 1 2.5 run\\n"), "1 Q0 d\u00a0x".split()
+        (['1', 'Q0', 'd\\xa0x', '1', '2.5', 'run'], ['1', 'Q0', 'd', 'x'])
+    """
+    if NOT_C_SPACE.search(line) is None:
+        return line.split()
+    return [field for field in C_SPACE_RUN.split(line) if field]
 
 
 def lines_of(path: Path) -> Iterator[tuple[int, list[str]]]:
@@ -31,7 +48,7 @@ def lines_of(path: Path) -> Iterator[tuple[int, list[str]]]:
     try:
         with opener(path, "rb") as handle:
             for number, line in decoded_lines(handle, path):
-                fields = line.split()
+                fields = trec_fields(line)
                 if fields and not fields[0].startswith("#"):
                     yield number, fields
     except (OSError, EOFError, gzip.BadGzipFile) as error:

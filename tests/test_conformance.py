@@ -91,6 +91,34 @@ def test_ties_are_broken_as_trec_eval_breaks_them(tmp_path):
     assert result.metrics["first_stage"] == {"RR": 0.5, "P@1": 0.0}
 
 
+def test_fields_are_split_where_trec_eval_splits_them():
+    """trec_eval separates fields with C's isspace(); str.split() also splits on the
+    characters NOT_C_SPACE matches (no-break space, separator controls...), and on nothing
+    else that the fast path would miss."""
+    from evalkit.trec import NOT_C_SPACE
+
+    c_space = set(" \t\n\r\v\f")
+    python_only = {chr(c) for c in range(0x110000) if chr(c).isspace()} - c_space
+    assert {c for c in map(chr, range(0x110000)) if NOT_C_SPACE.fullmatch(c)} == python_only
+
+
+def test_a_docno_with_a_no_break_space_scores_as_trec_eval_scores_it(tmp_path):
+    """Checked against trec_eval 10.0-rc3 built from usnistgov/trec_eval: a no-break space
+    and a unit separator inside docnos are part of them; its output for these files is
+    P_1 1.0000, P_2 0.5000, P_3 0.6667, recip_rank 1.0000, num_rel 2, num_rel_ret 2.
+    Before, evalkit split the qrels line into five fields and refused it."""
+    (tmp_path / "q").write_text("1 0 d\u00a0x 1\n1 0 d 0\n1 0 f\x1fg 1\n1 0 e 0\n")
+    (tmp_path / "run").write_text(
+        "1 Q0 d\u00a0x 1 3.0 r\n1 Q0 e 2 2.0 r\n1 Q0 f\x1fg 3 1.0 r\n1 Q0 d 4 0.5 r\n"
+    )
+    measures = ["P@1", "P@2", "P@3", "RR", "NumRel", "NumRelRet"]
+    [result] = evaluate_runs([tmp_path / "run"], tmp_path / "q", measures).values()
+    got = result.metrics["first_stage"]
+    assert got == pytest.approx(
+        {"P@1": 1.0, "P@2": 0.5, "P@3": 2 / 3, "RR": 1.0, "NumRel": 2, "NumRet(rel=1)": 2}
+    )
+
+
 def test_iprec_is_pytrec_evals_a_documented_difference_from_trec_eval_10():
     """IPrec@0.1 on query 301: trec_eval 10.0 prints 0.2098, evalkit (ir_measures through
     pytrec_eval) 0.2096 -- the recall cutoff is rounded differently since Dec 2023."""
@@ -137,6 +165,21 @@ def test_evalkit_eval_prints_what_trec_eval_prints():
     assert rows[("AP", "all")] == "0.1016"  # trec_eval -c: map all 0.1016
     assert rows[("NumRel", "302")] == "77"  # a query with no run lines keeps its num_rel
     assert rows[("NumRel", "all")] == "561"  # summed, as trec_eval sums it
+
+
+def test_evalkit_eval_reads_trec_evals_measure_options(capsys):
+    """``-m P`` (trec_eval's default cutoffs) and ``-m success.1,10``: the values of
+    trec_eval's own expected output for the same files."""
+    from evalkit.cli import eval_main
+
+    runs, qrels = str(DATA / "results.test"), str(DATA / "qrels.test")
+    eval_main([runs, "--qrels", qrels, "-m", "P", "-m", "success.1,10"])
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    got = {m.strip(): v for m, q, v in rows if q == "all" and m.strip() != "runid"}
+    want = expected("out.test.aq")
+    names = [f"P_{k}" for k in (5, 10, 15, 20, 30, 100, 200, 500, 1000)]
+    names += ["success_1", "success_10"]
+    assert got == {from_trec_eval(name): want[name]["all"] for name in names}
 
 
 @pytest.fixture(scope="module")
