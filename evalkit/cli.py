@@ -327,7 +327,7 @@ def eval_main(argv: list[str] | None = None) -> None:
         "--metric",
         action="append",
         default=None,
-        help="a measure (repeat; default: evalkit's)",
+        help="a measure (repeat; default: evalkit's); trec_eval's forms too: P.5,10 or P",
     )
     parser.add_argument("-l", "--relevance-level", type=int, default=1, help="as trec_eval -l")
     parser.add_argument("-q", "--per-query", action="store_true", help="per-query values too")
@@ -337,12 +337,14 @@ def eval_main(argv: list[str] | None = None) -> None:
 
     def body():
         from evalkit.external import evaluate_runs, trec_eval_table
+        from evalkit.measure_names import expand_trec_eval_option
         from evalkit.measures import DEFAULT_MEASURES
 
         if args.relevance_level < 1:
             raise ConfigError(problem("--relevance-level must be >= 1", "--relevance-level"))
+        asked = [name for typed in args.metric or [] for name in expand_trec_eval_option(typed)]
         results = evaluate_runs(
-            args.runs, args.qrels, args.metric or DEFAULT_MEASURES, args.relevance_level, args.out
+            args.runs, args.qrels, asked or DEFAULT_MEASURES, args.relevance_level, args.out
         )
         print("\n".join(trec_eval_table(r, args.per_query) for r in results.values()))
 

@@ -37,6 +37,34 @@ TREC_EVAL_FAMILIES = (
     ("iprec_at_recall_", "IPrec@"),
 )
 
+# the cutoffs trec_eval computes when ``-m`` names a family without any (``-m P``)
+_LONG_CUTOFFS = "5,10,15,20,30,100,200,500,1000"
+TREC_EVAL_DEFAULT_CUTOFFS = {
+    "P": _LONG_CUTOFFS,
+    "recall": _LONG_CUTOFFS,
+    "map_cut": _LONG_CUTOFFS,
+    "ndcg_cut": _LONG_CUTOFFS,
+    "success": "1,5,10",
+    "iprec_at_recall": ",".join(f"{i / 10:.2f}" for i in range(11)),
+}
+
+
+def expand_trec_eval_option(typed: str) -> list[str]:
+    """A trec_eval ``-m`` value as the measures it names: ``P.5,10`` is P_5 and P_10, a
+    bare family (``P``) its default cutoffs; anything else is one measure, unchanged.
+
+    Example:
+        >>> expand_trec_eval_option("P.5,10"), expand_trec_eval_option("success")
+        (['P_5', 'P_10'], ['success_1', 'success_5', 'success_10'])
+        >>> expand_trec_eval_option("nDCG@10"), expand_trec_eval_option("ndcg")
+        (['nDCG@10'], ['ndcg'])
+    """
+    family, dot, cutoffs = typed.strip().partition(".")
+    if family not in TREC_EVAL_DEFAULT_CUTOFFS or (dot and not cutoffs):
+        return [typed]
+    chosen = cutoffs if dot else TREC_EVAL_DEFAULT_CUTOFFS[family]
+    return [f"{family}_{cutoff}" for cutoff in chosen.split(",")]
+
 
 def from_trec_eval(name: str) -> str | None:
     """The ir_measures name of a trec_eval measure name, or None.
