@@ -40,7 +40,10 @@ def files_moved_into(out: Path):
     ``out``; when it succeeds the files are renamed into ``out`` (renames need no space;
     one writer at a time moves, so two at once leave one whole set), when it fails the
     scratch is deleted -- a full disk or an error never leaves ``out`` half old, half new.
-    Scratch folders of killed writers (their process gone) are removed on the next call."""
+    What the previous set wrote and this one does not (a plot of a system no longer there)
+    is removed, read from the names the previous set recorded in ``.evalkit-files``; files
+    evalkit did not write are kept. Scratch folders of killed writers (their process gone)
+    are removed on the next call."""
     import shutil
 
     from filelock import FileLock
@@ -56,12 +59,34 @@ def files_moved_into(out: Path):
     try:
         yield scratch
         with FileLock(str(out / ".writing.lock")):
-            for path in sorted(scratch.iterdir()):
-                if path.is_dir() and (out / path.name).is_dir():
-                    shutil.rmtree(out / path.name)
-                os.replace(path, out / path.name)
+            names = sorted(path.name for path in scratch.iterdir())
+            before = _previous_set(out)
+            for name in names:
+                if (scratch / name).is_dir() and (out / name).is_dir():
+                    shutil.rmtree(out / name)
+                os.replace(scratch / name, out / name)
+            for name in sorted(before - set(names)):
+                stale = out / name
+                if stale.is_dir() and not stale.is_symlink():
+                    shutil.rmtree(stale, ignore_errors=True)
+                elif stale.exists() or stale.is_symlink():
+                    stale.unlink()
+            write_text(out / SET_NAMES, "".join(f"{name}\n" for name in names))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+SET_NAMES = ".evalkit-files"  # the names the last set wrote: what the next may remove
+
+
+def _previous_set(out: Path) -> set[str]:
+    """The names the last set moved into ``out`` (plain names only: an edited list cannot
+    reach outside ``out`` or its hidden files)."""
+    try:
+        lines = (out / SET_NAMES).read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError):
+        return set()
+    return {n for n in lines if n and not n.startswith(".") and "/" not in n and "\\" not in n}
 
 
 def _alive(pid: int) -> bool:

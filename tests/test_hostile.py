@@ -583,13 +583,40 @@ def _write_set(out: str, tag: str) -> None:
             deadline = time.monotonic() + 2
             while len(list(meeting.glob("ready-*"))) < 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
-        time.sleep(next(pauses))
+        time.sleep(next(pauses, 0))  # then the list of names, unhurried
         real(source, target)
 
     os.replace = slow
     with files_moved_into(Path(out)) as scratch:
         for name in "abcde":
             (scratch / f"{name}.txt").write_text(tag)
+
+
+def test_a_newer_set_removes_what_the_older_wrote_and_nothing_else(tmp_path):
+    """A report without a selective section after one with it: the old selective.csv (and a
+    folder of old plots) go; a file the user put there stays; an edited list of names
+    cannot reach outside the folder."""
+    from evalkit.io import files_moved_into
+
+    out = tmp_path / "report"
+    with files_moved_into(out) as scratch:
+        for name in ("report.md", "selective.csv"):
+            (scratch / name).write_text("old")
+        (scratch / "plots").mkdir()
+        (scratch / "plots" / "p.svg").write_text("old")
+    (out / "my-notes.txt").write_text("mine")
+    with files_moved_into(out) as scratch:
+        (scratch / "report.md").write_text("new")
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "my-notes.txt",
+        "report.md",
+    ]
+    assert (out / "report.md").read_text() == "new"
+    (tmp_path / "outside.txt").write_text("keep")
+    (out / ".evalkit-files").write_text("../outside.txt\nmy-notes.txt/..\n.writing.lock\n")
+    with files_moved_into(out) as scratch:
+        (scratch / "report.md").write_text("newer")
+    assert (tmp_path / "outside.txt").read_text() == "keep" and (out / "my-notes.txt").exists()
 
 
 @pytest.mark.slow  # an end-to-end run in a subprocess (the fast tier stays under 3 min)
