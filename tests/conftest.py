@@ -1,10 +1,13 @@
-"""Shared fixtures: real Cranfield data, the real all-MiniLM-L6-v2, a tiny random cross-encoder."""
+"""Shared fixtures: real Cranfield data, the real all-MiniLM-L6-v2 (and its WordPiece
+tokenizer), XLM-R's SentencePiece layout, a tiny random cross-encoder."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,3 +120,56 @@ def cranfield_overrides(cache: Path, *extra: str) -> list[str]:
         "latency.warmup=1",
         *extra,
     ]
+
+
+@pytest.fixture(scope="session")
+def wordpiece(minilm_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+@pytest.fixture(scope="session")
+def sentencepiece():
+    """XLM-R's tokenizer class and pair layout (``<s> a </s></s> b </s>``) over a Unigram
+    model trained offline on the shipped corpus."""
+    from tokenizers import SentencePieceUnigramTokenizer
+    from transformers import XLMRobertaTokenizerFast
+
+    texts = [json.loads(line)["text"] for line in (CRANFIELD / "corpus.jsonl").open()]
+    unigram = SentencePieceUnigramTokenizer()
+    unigram.train_from_iterator(
+        texts,
+        vocab_size=3000,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        unk_token="<unk>",
+        show_progress=False,
+    )
+    return XLMRobertaTokenizerFast(
+        tokenizer_object=unigram._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
+
+
+def collection_pairs(cranfield) -> list[tuple[str, str]]:
+    """Every judged pair of the shipped collection, and each query with 5 seeded documents."""
+    from evalkit.retrieve.base import doc_texts_by_id, query_texts_by_id
+
+    queries, docs = query_texts_by_id(cranfield.queries), doc_texts_by_id(cranfield.corpus)
+    judged = [
+        (queries[str(q)], docs[str(d)])
+        for q, d in zip(cranfield.qrels["query_id"], cranfield.qrels["doc_id"], strict=True)
+        if str(q) in queries and str(d) in docs
+    ]
+    rng = np.random.default_rng(0)
+    ids = list(docs)
+    drawn = [
+        (text, docs[ids[i]]) for text in queries.values() for i in rng.integers(0, len(ids), 5)
+    ]
+    return judged + drawn

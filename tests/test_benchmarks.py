@@ -28,6 +28,7 @@ EXPECTED = {
     "load_validation.sh": "service model:",
     "cache_verify.py": "| embedding shard 1,000 x 384 fp32",
     "cranfield_quality.py": "| BM25 |",
+    "gpu_all.sh": "== results (cpu) ==",
     "gpu_check.py": "| minilm_l6 | fp32 |",
     "latency.py": "| minilm_l6 | 2 | 1 |",
     "rerank_speed.py": "Speed-up:",
@@ -51,8 +52,14 @@ def test_every_benchmark_smoke_run(tmp_path):
         args = [runner, script, "--smoke"]
         if script == "latency.py":
             args += ["--cache", str(tmp_path / "latency-cache")]
+        out = {"OUT": str(tmp_path / "gpu")} if script == "gpu_all.sh" else {}
         running[script] = subprocess.Popen(
-            args, cwd=BENCHMARKS, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            args,
+            cwd=BENCHMARKS,
+            env={**env, **out},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
     failed = []
     for script, process in running.items():

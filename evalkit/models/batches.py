@@ -3,8 +3,10 @@
 * :func:`token_budget_batches` -> index batches, longest first, each under a cap on padded
   tokens (short pairs share a batch, long ones get small batches); on CPU every batch holds
   rows of one width (:func:`exact_widths`): no padding, no attention mask to apply.
+* :func:`pack` -> one padded batch from per-row id lists and shared special tokens.
 * :func:`run_batches` -> ``forward(features)`` over the batches, with the next batch padded
-  (and, on CUDA, pinned and copied without blocking) on a worker thread meanwhile; halves
+  (and, on CUDA, pinned and copied without blocking: :func:`torch_inputs`) on a worker
+  thread meanwhile; halves
   the token budget and rebuilds the rest on CUDA out-of-memory; reports finished batches.
 * :class:`TimeSplit` -> where the time went: tokenize / wait-for-batch / forward / other.
 """
@@ -15,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,17 +92,57 @@ def token_budget_batches(
     return batches
 
 
-def pad(rows: list[tuple[np.ndarray, np.ndarray]], pad_id: int) -> dict[str, np.ndarray]:
-    """``input_ids``, ``token_type_ids``, ``attention_mask`` (int64, right-padded)."""
-    width = max((len(ids) for ids, _ in rows), default=0)
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    types = np.zeros((len(rows), width), dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, (row_ids, row_types) in enumerate(rows):
-        ids[i, : len(row_ids)] = row_ids
-        types[i, : len(row_types)] = row_types
-        mask[i, : len(row_ids)] = 1
-    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+Part = tuple[tuple[int, ...] | Sequence[np.ndarray], int]  # (shared or per-row ids, token type)
+
+
+def pack(parts: Sequence[Part], rows: int, pad_id: int) -> dict[str, np.ndarray]:
+    """``input_ids``, ``token_type_ids``, ``attention_mask`` (int64, right-padded) of ``rows``
+    rows, each the concatenation of ``parts`` in order. A part is ``(ids, token_type)``:
+    ``ids`` is one tuple shared by every row (special tokens) or one array per row (a
+    text's kept ids). Built with one scatter per part, not a Python loop per row."""
+    lengths = [
+        np.full(rows, len(ids), dtype=np.int64)
+        if isinstance(ids, tuple)
+        else np.fromiter(map(len, ids), dtype=np.int64, count=rows)
+        for ids, _ in parts
+    ]
+    widths = np.sum(lengths, axis=0) if lengths else np.zeros(rows, dtype=np.int64)
+    width = int(widths.max(initial=0))
+    input_ids = np.full((rows, width), pad_id, dtype=np.int64)
+    types = np.zeros((rows, width), dtype=np.int64)
+    start = np.zeros(rows, dtype=np.int64)
+    for (ids, kind), length in zip(parts, lengths, strict=True):
+        total = int(length.sum())
+        if total:
+            first = np.cumsum(length) - length  # where each row's run starts in the flat list
+            # flat position in the (rows x width) matrix of each id of this part
+            at = np.repeat(np.arange(rows) * width + start - first, length) + np.arange(total)
+            flat = np.tile(np.asarray(ids), rows) if isinstance(ids, tuple) else np.concatenate(ids)
+            input_ids.reshape(-1)[at] = flat
+            if kind:
+                types.reshape(-1)[at] = kind
+        start += length
+    mask = (np.arange(width) < widths[:, None]).astype(np.int64)
+    return {"input_ids": input_ids, "token_type_ids": types, "attention_mask": mask}
+
+
+def torch_inputs(device: str) -> Callable[[dict[str, np.ndarray]], dict]:
+    """``prepare`` for a torch model, run on the batch worker: int64 arrays -> tensors; on
+    CUDA pinned and copied to the card without blocking, so the copy of the next batch
+    overlaps the forward of this one (the caching host allocator keeps a pinned buffer
+    until its copy has finished)."""
+    import torch
+
+    if not str(device).startswith("cuda"):
+        return lambda arrays: {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+    def prepare(arrays: dict[str, np.ndarray]) -> dict:
+        return {
+            k: torch.from_numpy(v).pin_memory().to(device, non_blocking=True)
+            for k, v in arrays.items()
+        }
+
+    return prepare
 
 
 def run_batches(

@@ -13,7 +13,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from evalkit.models.batches import TimeSplit, exact_widths, run_batches, run_with_budget
+from evalkit.models.batches import (
+    TimeSplit,
+    exact_widths,
+    run_batches,
+    run_with_budget,
+    torch_inputs,
+)
 from evalkit.models.batches import is_out_of_memory as is_out_of_memory
 
 log = logging.getLogger(__name__)
@@ -175,15 +181,7 @@ class _TextPath:
     ) -> np.ndarray:
         import torch
 
-        cuda = self.device.startswith("cuda")
-
-        def prepare(arrays):
-            tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
-            if cuda:
-                tensors = {
-                    k: v.pin_memory().to(self.device, non_blocking=True) for k, v in tensors.items()
-                }
-            return tensors
+        prepare = torch_inputs(self.device)
 
         def forward(features):
             with torch.inference_mode():

@@ -176,33 +176,64 @@ class PairLayout:
     def added(self) -> int:
         return len(self.prefix) + len(self.middle) + len(self.suffix)
 
-    def kept(self, n_a: int, n_b: int, max_length: int | None) -> tuple[int, int]:
+    def kept(self, n_a, n_b, max_length: int | None):
         """How many ids of ``a`` and ``b`` survive longest-first truncation (the tokenizers
-        library's rule: the shorter keeps what it can, the longer gets the rest)."""
-        if max_length is None or n_a + n_b + self.added <= max_length:
+        library's rule: the shorter keeps what it can, the longer gets the rest); ints or
+        arrays of lengths, one pair per element."""
+        n_a, n_b = np.asarray(n_a, dtype=np.int64), np.asarray(n_b, dtype=np.int64)
+        if max_length is None:
             return n_a, n_b
         budget = max(max_length - self.added, 0)
-        short, long_ = sorted((n_a, n_b))
-        long_ = short if short > budget else max(short, budget - short)
-        if short + long_ > budget:
-            short = budget // 2
-            long_ = short + budget % 2
-        return (short, long_) if n_a <= n_b else (long_, short)
+        short, long_ = np.minimum(n_a, n_b), np.maximum(n_a, n_b)
+        long_ = np.where(short > budget, short, np.maximum(short, budget - short))
+        both_cut = short + long_ > budget  # neither fits in half: halves, the odd one longer
+        short = np.where(both_cut, budget // 2, short)
+        long_ = np.where(both_cut, budget // 2 + budget % 2, long_)
+        fits = n_a + n_b + self.added <= max_length
+        a_short = n_a <= n_b
+        keep_a = np.where(fits, n_a, np.where(a_short, short, long_))
+        keep_b = np.where(fits, n_b, np.where(a_short, long_, short))
+        return keep_a, keep_b
+
+    def batch(
+        self,
+        a: Sequence[np.ndarray],
+        b: Sequence[np.ndarray],
+        max_length: int | None,
+        pad_id: int,
+    ) -> dict[str, np.ndarray]:
+        """The padded inputs of the pairs ``(a[i], b[i])`` (int64 ``input_ids``,
+        ``token_type_ids``, ``attention_mask``), each row as the tokenizer builds it."""
+        from evalkit.models.batches import pack
+
+        count = len(a)
+        keep_a, keep_b = self.kept(
+            np.fromiter(map(len, a), np.int64, count),
+            np.fromiter(map(len, b), np.int64, count),
+            max_length,
+        )
+        parts = (
+            (self.prefix, self.types[0]),
+            (_cut(a, keep_a, self.left), self.types[1]),
+            (self.middle, self.types[2]),
+            (_cut(b, keep_b, self.left), self.types[3]),
+            (self.suffix, self.types[4]),
+        )
+        return pack(parts, count, pad_id)
 
     def assemble(
         self, a: np.ndarray, b: np.ndarray, max_length: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(input_ids, token_type_ids)`` of the pair, as the tokenizer would build them."""
-        keep_a, keep_b = self.kept(len(a), len(b), max_length)
-        a, b = (
-            (a[len(a) - keep_a :], b[len(b) - keep_b :]) if self.left else (a[:keep_a], b[:keep_b])
-        )
-        parts = (self.prefix, a, self.middle, b, self.suffix)
-        ids = np.concatenate([np.asarray(p, dtype=np.int32) for p in parts])
-        types = np.concatenate(
-            [np.full(len(p), t, dtype=np.int32) for p, t in zip(parts, self.types, strict=True)]
-        )
-        return ids, types
+        """``(input_ids, token_type_ids)`` of one pair, as the tokenizer would build them."""
+        row = self.batch([a], [b], max_length, pad_id=0)
+        return row["input_ids"][0].astype(np.int32), row["token_type_ids"][0].astype(np.int32)
+
+
+def _cut(ids: Sequence[np.ndarray], keep: np.ndarray, left: bool) -> list[np.ndarray]:
+    """Each id list cut to its kept length, from the side the tokenizer truncates."""
+    if left:
+        return [row[len(row) - k :] for row, k in zip(ids, keep.tolist(), strict=True)]
+    return [row[:k] for row, k in zip(ids, keep.tolist(), strict=True)]
 
 
 PROBES = (
@@ -283,13 +314,21 @@ class TextLayout:
     def added(self) -> int:
         return len(self.prefix) + len(self.suffix)
 
+    def batch(
+        self, ids: Sequence[np.ndarray], max_length: int | None, pad_id: int
+    ) -> dict[str, np.ndarray]:
+        """The padded inputs of the texts whose ids are ``ids`` (int64 arrays)."""
+        from evalkit.models.batches import pack
+
+        lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+        keep = lengths if max_length is None else np.clip(max_length - self.added, 0, lengths)
+        parts = ((self.prefix, 0), (_cut(ids, keep, self.left), 0), (self.suffix, 0))
+        return pack(parts, len(ids), pad_id)
+
     def assemble(self, ids: np.ndarray, max_length: int | None) -> tuple[np.ndarray, np.ndarray]:
-        keep = len(ids) if max_length is None else max(min(len(ids), max_length - self.added), 0)
-        ids = ids[len(ids) - keep :] if self.left else ids[:keep]
-        out = np.concatenate(
-            [np.asarray(self.prefix, np.int32), ids, np.asarray(self.suffix, np.int32)]
-        )
-        return out, np.zeros(len(out), dtype=np.int32)
+        """``(input_ids, token_type_ids)`` of one text."""
+        row = self.batch([ids], max_length, pad_id=0)
+        return row["input_ids"][0].astype(np.int32), row["token_type_ids"][0].astype(np.int32)
 
 
 def text_layout(tokenizer) -> TextLayout | None:
@@ -337,7 +376,5 @@ class TextInputs:
 
     def features(self, ids: Sequence[np.ndarray], max_length: int | None) -> dict:
         """One padded batch (int64 arrays) from the texts' ids."""
-        from evalkit.models.batches import pad
-
-        rows = [self.layout.assemble(i, max_length) for i in ids]
-        return {k: v for k, v in pad(rows, self.pad_id).items() if k in self.names}
+        features = self.layout.batch(ids, max_length, self.pad_id)
+        return {k: v for k, v in features.items() if k in self.names}

@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.errors import ModelError, problem
-from evalkit.models.batches import TimeSplit, exact_widths, pad, run_batches, run_with_budget
+from evalkit.models.batches import (
+    TimeSplit,
+    exact_widths,
+    run_batches,
+    run_with_budget,
+    torch_inputs,
+)
 from evalkit.models.tokens import TokenStore, pair_layout
 from evalkit.rerank.base import Pair
 
@@ -33,11 +39,15 @@ class PairScorer:
 
     Args:
         tokenizer: the model's tokenizer.
-        forward: ``forward(features: dict[str, np.ndarray]) -> np.ndarray`` (one logit per row).
+        forward: ``forward(prepared) -> np.ndarray`` (one logit per row), in the caller's
+            thread.
         max_length: the model's truncation length.
         batch_size: sets the padded-token budget of a batch (``batch_size x max_length``).
         token_dir: where token ids are kept between runs (None: memory only).
         inputs: the input names the model takes.
+        prepare: ``prepare(features: dict[str, np.ndarray]) -> prepared``, run on the batch
+            worker (torch: tensors, pinned and copied to the card on CUDA); default: as is.
+        sync: waits for the device after each forward (CUDA), so the split is honest.
     """
 
     def __init__(
@@ -49,6 +59,7 @@ class PairScorer:
         token_dir: Path | None = None,
         inputs: Sequence[str] = ("input_ids", "token_type_ids", "attention_mask"),
         sync=lambda: None,
+        prepare=lambda features: features,
     ) -> None:
         self.tokenizer, self.forward = tokenizer, forward
         self.max_length, self.batch_size = max_length, batch_size
@@ -60,7 +71,7 @@ class PairScorer:
                 type(tokenizer).__name__,
             )
         self.inputs = tuple(inputs)
-        self.sync = sync
+        self.sync, self.prepare = sync, prepare
         self.pad_id = int(getattr(tokenizer, "pad_token_id", None) or 0)
         self.split = TimeSplit()
 
@@ -113,9 +124,9 @@ class PairScorer:
             if q_ids is None:
                 features = self._encode_text([pairs[i] for i in batch])
             else:
-                rows = [self.layout.assemble(q_ids[i], d_ids[i], self.max_length) for i in batch]
-                features = pad(rows, self.pad_id)
-            return {k: v for k, v in features.items() if k in self.inputs}
+                queries, docs = [q_ids[i] for i in batch], [d_ids[i] for i in batch]
+                features = self.layout.batch(queries, docs, self.max_length, self.pad_id)
+            return self.prepare({k: v for k, v in features.items() if k in self.inputs})
 
         def done(batch, values):
             values = np.asarray(values, dtype=np.float32).reshape(-1)
@@ -154,21 +165,14 @@ class PairScorer:
         return {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items()}
 
 
-def torch_forward(network, device: str):
-    """``features -> logits`` on the transformers model itself, under inference_mode; on
-    CUDA the batch is pinned and copied without blocking (the copy overlaps the worker)."""
+def torch_forward(network):
+    """``tensors -> logits`` on the transformers model itself, under inference_mode, upcast
+    to fp32 before anything ranks on them (the tensors come from :func:`torch_inputs`,
+    already on the model's device)."""
     import torch
 
-    cuda = str(device).startswith("cuda")
-
-    def forward(features: dict[str, np.ndarray]) -> np.ndarray:
+    def forward(tensors: dict) -> np.ndarray:
         with torch.inference_mode():
-            tensors = {}
-            for name, array in features.items():
-                tensor = torch.from_numpy(array)
-                if cuda:
-                    tensor = tensor.pin_memory().to(device, non_blocking=True)
-                tensors[name] = tensor
             logits = network(**tensors).logits
             return logits.float().reshape(-1).cpu().numpy()  # .cpu() waits for the GPU
 
@@ -222,12 +226,13 @@ class CrossEncoderReranker(PairScorer):
         ]
         super().__init__(
             model.tokenizer,
-            torch_forward(network, self.device),
+            torch_forward(network),
             getattr(model, "max_seq_length", None) or getattr(model, "max_length", None),
             batch_size,
             token_dir,
             inputs=names,
             sync=cuda_sync(self.device),
+            prepare=torch_inputs(self.device),
         )
 
 
