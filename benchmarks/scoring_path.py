@@ -18,7 +18,9 @@ Cranfield, BM25 top 100 for every query (22,500 pairs), on three models:
 2. the MiniLM-L6 cost-only cross-encoder (full size, random weights) on 10 queries x 100:
    old vs new pairs/s, and one 100-pair query online (``score_online``: its query
    tokenized as served) with the share of its time that was not the forward pass;
-3. tokens tokenized per scored pair, old (two passes over every pair's text) and new.
+3. tokens tokenized per scored pair, old (two passes over every pair's text) and new;
+4. host microseconds per pair to build the batches alone (no model), the row-by-row builder
+   of before session 9 against the whole-batch one: on a GPU this bounds pairs/s.
 """
 
 from __future__ import annotations
@@ -132,6 +134,66 @@ def own_batches_forward(model, pairs, batch_size: int, device: str) -> float:
             model.model(**features).logits.float().cpu()
         sync()
     return len(pairs) / (time.perf_counter() - start)
+
+
+def row_by_row(layout, q_ids, d_ids, batch, max_length: int, pad_id: int) -> dict:
+    """The batch builder before session 9, for comparison: each row assembled, then the
+    rows padded in a Python loop."""
+    rows = []
+    for i in batch:
+        keep_a, keep_b = (int(k) for k in layout.kept(len(q_ids[i]), len(d_ids[i]), max_length))
+        parts = (layout.prefix, q_ids[i][:keep_a], layout.middle, d_ids[i][:keep_b], layout.suffix)
+        ids = np.concatenate([np.asarray(p, dtype=np.int32) for p in parts])
+        kinds = zip(parts, layout.types, strict=True)
+        rows.append((ids, np.concatenate([np.full(len(p), t, dtype=np.int32) for p, t in kinds])))
+    width = max(len(ids) for ids, _ in rows)
+    out = {k: np.zeros((len(rows), width), dtype=np.int64) for k in ("ids", "types", "mask")}
+    out["ids"][:] = pad_id
+    for r, (ids, types) in enumerate(rows):
+        out["ids"][r, : len(ids)], out["types"][r, : len(ids)] = ids, types
+        out["mask"][r, : len(ids)] = 1
+    return out
+
+
+def host_build(tokenizer, pairs, rounds_n: int) -> list[str]:
+    """Host microseconds per pair to build every batch of a run (no model), row by row and
+    whole-batch, interleaved, in both batch shapes at the GPU check's batch (128 x 512)."""
+    from evalkit.models.batches import token_budget_batches
+    from evalkit.models.tokens import TokenStore, pair_layout
+
+    layout, store = pair_layout(tokenizer), TokenStore(tokenizer)
+    q_ids, d_ids = store.ids([q for q, _ in pairs]), store.ids([d for _, d in pairs])
+    untruncated = [len(a) + len(b) + layout.added for a, b in zip(q_ids, d_ids, strict=True)]
+    widths = np.minimum(untruncated, 512)
+    lines = ["| batch builder, host time per pair | mixed widths (CUDA) | one width (CPU) |"]
+    lines.append("|---|---:|---:|")
+    results: dict[str, list[float]] = {}
+    for exact in (False, True):
+        batches = token_budget_batches(widths, 128 * 512, 128 * 8, exact)
+        first = [q_ids[i] for i in batches[0]], [d_ids[i] for i in batches[0]]
+        same = layout.batch(*first, 512, 0)["input_ids"]
+        assert (row_by_row(layout, q_ids, d_ids, batches[0], 512, 0)["ids"] == same).all()
+        fns = {
+            "row by row (before)": lambda b=batches: [
+                row_by_row(layout, q_ids, d_ids, x, 512, 0) for x in b
+            ],
+            "whole batch (now)": lambda b=batches: [
+                layout.batch([q_ids[i] for i in x], [d_ids[i] for i in x], 512, 0) for x in b
+            ],
+        }
+        for name, secs in rounds(fns, max(rounds_n, 3)).items():
+            results.setdefault(name, []).append(1e6 * secs / len(pairs))
+    for name, (mixed, one) in results.items():
+        lines.append(f"| {name} | {mixed:.1f} us | {one:.1f} us |")
+    before, now = results["row by row (before)"][0], results["whole batch (now)"][0]
+    lines += [
+        "",
+        f"whole-batch building takes {before / now:.1f}x less host time (mixed widths); one "
+        f"Python thread building at {now:.1f} us per pair caps a run at "
+        f"{1e6 / now:,.0f} pairs/s on any card (row by row: {1e6 / before:,.0f})",
+        "",
+    ]
+    return lines
 
 
 def bm25_pairs(queries: int | None, depth: int) -> list[tuple[str, str]]:
@@ -254,6 +316,8 @@ def main() -> None:
         "less",
         "",
     ]
+
+    lines += host_build(tiny.tokenizer, pairs, rounds_n)
 
     minilm = cost_only_minilm(scratch / "cache", args.device)
     some = pairs[: small * depth]

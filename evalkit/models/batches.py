@@ -99,29 +99,38 @@ def pack(parts: Sequence[Part], rows: int, pad_id: int) -> dict[str, np.ndarray]
     """``input_ids``, ``token_type_ids``, ``attention_mask`` (int64, right-padded) of ``rows``
     rows, each the concatenation of ``parts`` in order. A part is ``(ids, token_type)``:
     ``ids`` is one tuple shared by every row (special tokens) or one array per row (a
-    text's kept ids). Built with one scatter per part, not a Python loop per row."""
-    lengths = [
-        np.full(rows, len(ids), dtype=np.int64)
-        if isinstance(ids, tuple)
-        else np.fromiter(map(len, ids), dtype=np.int64, count=rows)
-        for ids, _ in parts
-    ]
-    widths = np.sum(lengths, axis=0) if lengths else np.zeros(rows, dtype=np.int64)
-    width = int(widths.max(initial=0))
+    text's kept ids). A fixed number of numpy calls per batch, whatever its size: every
+    row's pieces are joined in one ``concatenate``, then reshaped (rows of one width, as on
+    CPU) or placed with one scatter (mixed widths)."""
+    count = len(parts)
+    pieces: list = [None] * (rows * count)
+    lengths = np.empty((rows, count), dtype=np.int64)
+    for j, (ids, _) in enumerate(parts):
+        if isinstance(ids, tuple):
+            shared = np.asarray(ids, dtype=np.int64)
+            pieces[j::count] = [shared] * rows
+            lengths[:, j] = len(shared)
+        else:
+            pieces[j::count] = ids
+            lengths[:, j] = np.fromiter(map(len, ids), dtype=np.int64, count=rows)
+    widths = lengths.sum(axis=1)
+    width, total = int(widths.max(initial=0)), int(widths.sum())
+    flat = np.concatenate(pieces).astype(np.int64, copy=False) if total else np.zeros(0, np.int64)
+    kinds = np.tile(np.asarray([kind for _, kind in parts], dtype=np.int64), rows)
+    flat_types = np.repeat(kinds, lengths.reshape(-1))
+    if rows and (widths == width).all():  # one width: nothing to pad
+        ones = np.ones((rows, width), dtype=np.int64)
+        return {
+            "input_ids": flat.reshape(rows, width),
+            "token_type_ids": flat_types.reshape(rows, width),
+            "attention_mask": ones,
+        }
+    first = np.cumsum(widths) - widths  # where each row starts in ``flat``
+    at = np.repeat(np.arange(rows) * width - first, widths) + np.arange(total)
     input_ids = np.full((rows, width), pad_id, dtype=np.int64)
     types = np.zeros((rows, width), dtype=np.int64)
-    start = np.zeros(rows, dtype=np.int64)
-    for (ids, kind), length in zip(parts, lengths, strict=True):
-        total = int(length.sum())
-        if total:
-            first = np.cumsum(length) - length  # where each row's run starts in the flat list
-            # flat position in the (rows x width) matrix of each id of this part
-            at = np.repeat(np.arange(rows) * width + start - first, length) + np.arange(total)
-            flat = np.tile(np.asarray(ids), rows) if isinstance(ids, tuple) else np.concatenate(ids)
-            input_ids.reshape(-1)[at] = flat
-            if kind:
-                types.reshape(-1)[at] = kind
-        start += length
+    input_ids.reshape(-1)[at] = flat
+    types.reshape(-1)[at] = flat_types
     mask = (np.arange(width) < widths[:, None]).astype(np.int64)
     return {"input_ids": input_ids, "token_type_ids": types, "attention_mask": mask}
 

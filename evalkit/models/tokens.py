@@ -181,7 +181,8 @@ class PairLayout:
         library's rule: the shorter keeps what it can, the longer gets the rest); ints or
         arrays of lengths, one pair per element."""
         n_a, n_b = np.asarray(n_a, dtype=np.int64), np.asarray(n_b, dtype=np.int64)
-        if max_length is None:
+        fits = n_a + n_b + self.added <= (max_length or 0)
+        if max_length is None or fits.all():
             return n_a, n_b
         budget = max(max_length - self.added, 0)
         short, long_ = np.minimum(n_a, n_b), np.maximum(n_a, n_b)
@@ -189,7 +190,6 @@ class PairLayout:
         both_cut = short + long_ > budget  # neither fits in half: halves, the odd one longer
         short = np.where(both_cut, budget // 2, short)
         long_ = np.where(both_cut, budget // 2 + budget % 2, long_)
-        fits = n_a + n_b + self.added <= max_length
         a_short = n_a <= n_b
         keep_a = np.where(fits, n_a, np.where(a_short, short, long_))
         keep_b = np.where(fits, n_b, np.where(a_short, long_, short))
