@@ -67,3 +67,33 @@ def test_every_benchmark_smoke_run(tmp_path):
         if process.returncode != 0 or EXPECTED[script] not in out:
             failed.append((script, process.returncode, err[-1500:], out[-500:]))
     assert failed == []
+
+
+@pytest.mark.slow
+def test_the_gpu_run_without_its_wheels_says_how_to_get_them(tmp_path):
+    """The device call made without ``.whl`` (the GPU machine reaches no index): the GPU
+    check still runs on the image's own packages, the scoring step is skipped with one
+    line naming ``--wheels``, and the exit code says something was missing."""
+    hidden = tmp_path / "hidden" / "bm25s"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('not on this machine')\n")
+    (tmp_path / "no-wheels").mkdir()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(hidden.parent),
+        "EVALKIT_WHEELS": str(tmp_path / "no-wheels"),
+        "OUT": str(tmp_path / "gpu"),
+    }
+    done = subprocess.run(
+        ["bash", "gpu_all.sh", "--smoke"],
+        cwd=BENCHMARKS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stderr[-1500:]
+    assert "bm25s is not installed here; run 'bash benchmarks/gpu_all.sh --wheels'" in done.stdout
+    assert "| minilm_l6 | fp32 |" in (tmp_path / "gpu" / "gpu_check.md").read_text()
+    assert not (tmp_path / "gpu" / "scoring_path.md").exists()
