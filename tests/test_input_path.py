@@ -169,3 +169,37 @@ def test_the_bi_encoder_on_cuda_pins_on_the_worker(minilm_path, cranfield, fake_
     np.testing.assert_allclose(encoder.encode(texts), on_cpu, rtol=0, atol=1e-5)
     assert fake_card["pinned_in"] and set(fake_card["pinned_in"]) == {"evalkit-batches"}
     assert fake_card["copies"] and all(c == ("cuda:0", True) for c in fake_card["copies"])
+
+
+@pytest.mark.parametrize("max_length", [1, 3])
+def test_a_max_length_with_no_room_for_text_is_refused(tiny_cross_encoder, max_length):
+    """BERT's pair inputs add 3 special tokens: at max_length 1 or 2 the tokenizer stops
+    truncating (the whole pair), at 3 it keeps only the specials; either way the model would
+    score text it never saw, so the run stops with one line that names the setting."""
+    from sentence_transformers import CrossEncoder
+
+    from evalkit.errors import ModelError
+    from evalkit.rerank.cross_encoder import CrossEncoderReranker
+
+    model = CrossEncoder(tiny_cross_encoder, device="cpu", max_length=max_length)
+    with pytest.raises(ModelError) as refused:
+        CrossEncoderReranker(model, show_progress=False)
+    assert str(refused.value) == (
+        f"max_length {max_length} leaves no room for text: the model's inputs add 3 special "
+        "tokens (reranker.max_length); fix: set reranker.max_length above 3 (these models are "
+        "trained at 256-512)"
+    )
+    model = CrossEncoder(tiny_cross_encoder, device="cpu", max_length=4)  # one token of text
+    assert CrossEncoderReranker(model, show_progress=False).score([("a b", "c d")]).shape == (1,)
+
+
+def test_a_bi_encoder_max_length_with_no_room_for_text_is_refused(minilm_path):
+    from sentence_transformers import SentenceTransformer
+
+    from evalkit.errors import ModelError
+    from evalkit.models.encoders import BiEncoder
+
+    model = SentenceTransformer(minilm_path, device="cpu")
+    model.max_seq_length = 2  # [CLS] [SEP]
+    with pytest.raises(ModelError, match=r"max_length 2 leaves no room for text.*2 special"):
+        BiEncoder(model, show_progress=False).encode(["boundary layer"])

@@ -222,6 +222,9 @@ def encode_texts(
     worker), ``forward(prepared) -> float32 [n, d]``; the seconds go to ``split``."""
     import time
 
+    from evalkit.models.tokens import check_room
+
+    check_room(limit, inputs.layout.added, "retriever.max_length or reranker.max_length")
     started = time.perf_counter()
     store = inputs.store
     before = store.seconds_tokenizing

@@ -236,6 +236,23 @@ def _cut(ids: Sequence[np.ndarray], keep: np.ndarray, left: bool) -> list[np.nda
     return [row[:k] for row, k in zip(ids, keep.tolist(), strict=True)]
 
 
+def check_room(max_length: int | None, added: int, setting: str) -> None:
+    """Refuse a ``max_length`` that leaves no token for the text: the tokenizer itself then
+    stops truncating (it returns the whole text), while assembled inputs would hold only
+    the special tokens, so the model would score texts it never saw."""
+    from evalkit.errors import ModelError, problem
+
+    if max_length is not None and max_length <= added:
+        raise ModelError(
+            problem(
+                f"max_length {max_length} leaves no room for text: the model's inputs add "
+                f"{added} special tokens",
+                setting,
+                f"set {setting} above {added} (these models are trained at 256-512)",
+            )
+        )
+
+
 PROBES = (
     ("what is the boundary layer", "the flow near a wall is slowed by viscosity"),
     ("x", "a much longer second text so that truncation has something to remove here"),

@@ -26,7 +26,7 @@ from evalkit.models.batches import (
     run_with_budget,
     torch_inputs,
 )
-from evalkit.models.tokens import TokenStore, pair_layout
+from evalkit.models.tokens import TokenStore, check_room, pair_layout
 from evalkit.rerank.base import Pair
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ class PairScorer:
         self.max_length, self.batch_size = max_length, batch_size
         self.store = TokenStore(tokenizer, token_dir)
         self.layout = pair_layout(tokenizer)
+        if self.layout is not None:
+            check_room(max_length, self.layout.added, "reranker.max_length")
         if self.layout is None:
             log.warning(
                 "%s: pair layout not one evalkit can assemble; tokenizing pairs as text",
