@@ -6,8 +6,8 @@
 * :func:`pack` -> one padded batch from per-row id lists and shared special tokens.
 * :func:`run_batches` -> ``forward(features)`` over the batches, with the next batch padded
   (and, on CUDA, pinned and copied without blocking: :func:`torch_inputs`) on a worker
-  thread meanwhile; halves
-  the token budget and rebuilds the rest on CUDA out-of-memory; reports finished batches.
+  thread meanwhile; halves the token budget and rebuilds the rest on CUDA out-of-memory;
+  reports finished batches.
 * :class:`TimeSplit` -> where the time went: tokenize / wait-for-batch / forward / other.
 """
 

@@ -21,6 +21,7 @@ from evalkit.models.batches import (
     torch_inputs,
 )
 from evalkit.models.batches import is_out_of_memory as is_out_of_memory
+from evalkit.models.tokens import check_room
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +222,6 @@ def encode_texts(
     ``prepare(arrays)`` turns a batch's int64 arrays into the model's inputs (on the
     worker), ``forward(prepared) -> float32 [n, d]``; the seconds go to ``split``."""
     import time
-
-    from evalkit.models.tokens import check_room
 
     check_room(limit, inputs.layout.added, "retriever.max_length or reranker.max_length")
     started = time.perf_counter()
