@@ -181,8 +181,10 @@ class PairLayout:
         library's rule: the shorter keeps what it can, the longer gets the rest); ints or
         arrays of lengths, one pair per element."""
         n_a, n_b = np.asarray(n_a, dtype=np.int64), np.asarray(n_b, dtype=np.int64)
-        fits = n_a + n_b + self.added <= (max_length or 0)
-        if max_length is None or fits.all():
+        if max_length is None:
+            return n_a, n_b
+        fits = n_a + n_b + self.added <= max_length
+        if fits.all():
             return n_a, n_b
         budget = max(max_length - self.added, 0)
         short, long_ = np.minimum(n_a, n_b), np.maximum(n_a, n_b)
